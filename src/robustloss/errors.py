@@ -1,0 +1,38 @@
+"""Errors raised for user mistakes.
+
+A :class:`UserError` is a mistake in what the user asked for (an unknown name, an
+out-of-range hyperparameter, a missing data file).  The command line prints its
+one-line message and exits with code 2, without a traceback.  It subclasses
+``ValueError`` so Python callers can catch it as the conventional type.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+
+class UserError(ValueError):
+    """A user mistake: reported as one line, exit code 2 from the CLI."""
+
+
+def unknown_choice(kind: str, name: str, valid: Iterable[str]) -> UserError:
+    """Build the standard error for an unknown name, listing the valid choices."""
+    choices = ", ".join(sorted(valid))
+    return UserError(f"unknown {kind} '{name}'; valid choices: {choices}")
+
+
+def check_range(name: str, value: float, *, low: float | None = None, high: float | None = None,
+                low_inclusive: bool = True, high_inclusive: bool = True) -> float:
+    """Return ``value`` if it lies in the given interval, else raise :class:`UserError`."""
+    ok = True
+    if low is not None:
+        ok &= value >= low if low_inclusive else value > low
+    if high is not None:
+        ok &= value <= high if high_inclusive else value < high
+    if not ok or value != value:  # NaN fails every comparison
+        lo = "-inf" if low is None else f"{low:g}"
+        hi = "inf" if high is None else f"{high:g}"
+        interval = ("[" if low_inclusive and low is not None else "(") + f"{lo}, {hi}" + (
+            "]" if high_inclusive and high is not None else ")")
+        raise UserError(f"{name} must be in {interval}, got {value!r}")
+    return value

@@ -114,5 +114,8 @@ class Objective(nn.Module):
     def on_batch_end(self, z: Tensor, labels: Tensor) -> None:
         """Hook after each optimiser step (e.g. center-loss center updates). Default: nothing."""
 
+    def on_epoch_start(self, epoch: int, epochs: int) -> None:
+        """Hook before training epoch ``epoch`` (0-based) of ``epochs`` (e.g. warm-up schedules)."""
+
     def extra_repr(self) -> str:
         return f"num_classes={self.num_classes}, feature_dim={self.feature_dim}"

@@ -1,0 +1,220 @@
+"""The training loop: SGD/Adam with step decay, per-epoch atomic checkpoints, exact resume.
+
+Determinism: model initialisation uses ``torch.manual_seed(seed)``; every epoch
+draws its shuffling, augmentation and adversarial-example randomness from
+generators seeded by ``(seed, epoch, stream)`` (:func:`robustloss.device.stream_generator`),
+so resuming from the checkpoint of epoch ``k`` replays epochs ``k+1..`` exactly
+as an uninterrupted run would (on CPU).
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+from tqdm import tqdm
+
+from robustloss import datasets
+from robustloss.classifier import Classifier
+from robustloss.device import resolve_device, stream_generator
+from robustloss.errors import UserError
+from robustloss.io import atomic_write_text
+from robustloss.models import build_backbone
+from robustloss.objectives import build_objective
+from robustloss.training.checkpoint import CHECKPOINT, load_checkpoint, save_checkpoint
+from robustloss.training.config import TrainConfig
+
+# random streams (see stream_generator)
+SHUFFLE, AUGMENT, ADVERSARIAL = 1, 2, 3
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss became NaN or infinite; the last good checkpoint is left as it was."""
+
+
+def build_classifier(config: TrainConfig) -> Classifier:
+    """The untrained model of ``config`` (initialised from ``torch.manual_seed(config.seed)``)."""
+    info = datasets.info(config.dataset)
+    torch.manual_seed(config.seed)
+    backbone = build_backbone(config.model, info.channels, info.image_size, config.model_options)
+    feature_dim = int(getattr(backbone, "feature_dim"))
+    objective = build_objective(config.objective, info.num_classes, feature_dim, config.objective_options)
+    return Classifier(backbone, objective)
+
+
+def build_optimizer(config: TrainConfig, model: Classifier) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler]:
+    params = [p for p in model.parameters() if p.requires_grad]
+    if config.optimizer == "adam":
+        opt: torch.optim.Optimizer = torch.optim.Adam(params, lr=config.lr, weight_decay=config.weight_decay)
+    else:
+        opt = torch.optim.SGD(params, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay)
+    sched = torch.optim.lr_scheduler.MultiStepLR(opt, milestones=list(config.lr_milestones), gamma=config.lr_gamma)
+    return opt, sched
+
+
+def evaluate_clean(model: Classifier, x: Tensor, y: Tensor, device: torch.device,
+                   batch_size: int = 1000) -> dict[str, float]:
+    """Mean training loss and accuracy on ``(x, y)`` in eval mode, without gradients."""
+    was_training = model.training
+    model.eval()
+    total_loss, correct = 0.0, 0
+    with torch.no_grad():
+        for i in range(0, len(x), batch_size):
+            xb, yb = x[i:i + batch_size].to(device), y[i:i + batch_size].to(device)
+            z = model.features(xb)
+            total_loss += float(model.objective.loss(z, yb)) * len(xb)
+            correct += int((model.objective.logits(z).argmax(1) == yb).sum())
+    model.train(was_training)
+    n = max(len(x), 1)
+    return {"loss": total_loss / n, "acc": correct / n}
+
+
+def _rng_state() -> dict[str, Any]:
+    state: dict[str, Any] = {"torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+class Trainer:
+    """Trains ``config`` into ``run_dir``; resumes from ``run_dir/checkpoint.pt`` when asked."""
+
+    def __init__(self, config: TrainConfig, run_dir: str | Path, *, device: str = "auto",
+                 progress: bool = True, log: Callable[[str], None] | None = None) -> None:
+        self.config = config.validate()
+        self.run_dir = Path(run_dir)
+        self.device = resolve_device(device)
+        self.progress = progress
+        self.log = log or (lambda msg: print(msg, file=sys.stderr))
+        self.model = build_classifier(config).to(self.device)
+        self.optimizer, self.scheduler = build_optimizer(config, self.model)
+        self.epoch = 0
+        self.history: list[dict[str, Any]] = []
+        self.adversary = None
+        if config.adversarial is not None:
+            from robustloss.training.adversarial import TrainingAdversary
+
+            self.adversary = TrainingAdversary(config.adversarial, self.model)
+
+    # ------------------------------------------------------------------ state
+    def state(self) -> dict[str, Any]:
+        return {
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "rng": _rng_state(),
+            "config": self.config.to_dict(),
+            "epoch": self.epoch,
+            "history": self.history,
+            "complete": self.epoch >= self.config.epochs,
+        }
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        if state["config"] != self.config.to_dict():
+            raise UserError(f"checkpoint in {self.run_dir} is from another configuration; "
+                            "use a new --out folder or --force to start over")
+        try:
+            self.model.load_state_dict(state["model"])
+            self.optimizer.load_state_dict(state["optimizer"])
+            self.scheduler.load_state_dict(state["scheduler"])
+        except (RuntimeError, KeyError, ValueError) as exc:
+            raise UserError(f"checkpoint in {self.run_dir} does not fit the model: {str(exc).splitlines()[0]}") from None
+        torch.set_rng_state(state["rng"]["torch"])
+        if "cuda" in state["rng"] and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(state["rng"]["cuda"])
+        self.epoch = int(state["epoch"])
+        self.history = list(state["history"])
+
+    def resume(self) -> bool:
+        """Load the run folder's checkpoint if there is one; ``True`` if something was loaded."""
+        path = self.run_dir / CHECKPOINT
+        if not path.exists():
+            return False
+        self.load_state(load_checkpoint(path, map_location=self.device))
+        return True
+
+    def save(self) -> None:
+        save_checkpoint(self.run_dir / CHECKPOINT, self.state())
+        atomic_write_text(self.run_dir / "log.jsonl",
+                          "".join(_json_line(row) for row in self.history))
+
+    # ------------------------------------------------------------------ loop
+    def fit(self) -> Classifier:
+        cfg = self.config
+        x_train, y_train = datasets.load(cfg.dataset, "train", cfg.data_dir)
+        if cfg.train_limit is not None:
+            x_train, y_train = x_train[:cfg.train_limit], y_train[:cfg.train_limit]
+        x_val, y_val = datasets.load(cfg.dataset, "val", cfg.data_dir)
+        augment = cfg.augment if cfg.augment is not None else cfg.dataset.startswith("cifar")
+        while self.epoch < cfg.epochs:
+            row = self.train_epoch(self.epoch, x_train, y_train, augment)
+            val = evaluate_clean(self.model, x_val, y_val, self.device)
+            row.update({"val_loss": val["loss"], "val_acc": val["acc"]})
+            self.epoch += 1
+            self.history.append(row)
+            self.save()
+            self.log(f"epoch {row['epoch']}/{cfg.epochs}: loss {row['train_loss']:.4f} "
+                     f"acc {row['train_acc']:.4f} val_acc {row['val_acc']:.4f} "
+                     f"({row['time_s']:.1f} s, {row['images_per_s']:.0f} img/s)")
+        self.model.eval()
+        return self.model
+
+    def train_epoch(self, epoch: int, x: Tensor, y: Tensor, augment: bool) -> dict[str, Any]:
+        cfg, model, dev = self.config, self.model, self.device
+        model.train()
+        model.objective.on_epoch_start(epoch, cfg.epochs)
+        order = torch.randperm(len(x), generator=stream_generator(cfg.seed, epoch, SHUFFLE))
+        aug_gen = stream_generator(cfg.seed, epoch, AUGMENT)
+        if self.adversary is not None:
+            self.adversary.reseed(stream_generator(cfg.seed, epoch, ADVERSARIAL))
+        n_batches = math.ceil(len(x) / cfg.batch_size)
+        total_loss, correct, seen = 0.0, 0, 0
+        start = time.perf_counter()
+        bar = tqdm(total=len(x), desc=f"epoch {epoch + 1}/{cfg.epochs}", unit="img", leave=False,
+                   disable=not self.progress, file=sys.stderr, dynamic_ncols=True)
+        for b in range(n_batches):
+            idx = order[b * cfg.batch_size:(b + 1) * cfg.batch_size]
+            xb, yb = x[idx], y[idx]
+            if augment:
+                xb = datasets.augment(xb, aug_gen)
+            xb, yb = xb.to(dev, non_blocking=True), yb.to(dev, non_blocking=True)
+            if self.adversary is not None:
+                xb, yb = self.adversary(xb, yb)
+            z = model.features(xb)
+            loss = model.objective.loss(z, yb)
+            if not torch.isfinite(loss):
+                bar.close()
+                raise TrainingDiverged(
+                    f"loss became {float(loss)} at epoch {epoch + 1}, batch {b + 1}; training stopped "
+                    f"(the checkpoint of epoch {epoch} in {self.run_dir} is intact) - try a lower --lr")
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            self.optimizer.step()
+            model.objective.on_batch_end(z.detach(), yb)
+            with torch.no_grad():
+                total_loss += float(loss) * len(yb)
+                correct += int((model.objective.logits(z.detach()).argmax(1) == yb).sum())
+                seen += len(yb)
+            bar.update(len(idx))
+            if b % 20 == 0 or b == n_batches - 1:
+                elapsed = time.perf_counter() - start
+                bar.set_postfix(loss=f"{total_loss / seen:.4f}", acc=f"{correct / seen:.3f}",
+                                img_s=f"{seen / max(elapsed, 1e-9):.0f}")
+        bar.close()
+        self.scheduler.step()
+        elapsed = time.perf_counter() - start
+        return {"epoch": epoch + 1, "train_loss": total_loss / max(seen, 1), "train_acc": correct / max(seen, 1),
+                "lr": self.optimizer.param_groups[0]["lr"], "time_s": elapsed,
+                "images_per_s": seen / max(elapsed, 1e-9)}
+
+
+def _json_line(row: dict[str, Any]) -> str:
+    import json
+
+    return json.dumps(row, sort_keys=True) + "\n"

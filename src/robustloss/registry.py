@@ -15,30 +15,35 @@ from typing import Any, Generic, TypeVar
 from robustloss.errors import UserError, unknown_choice
 
 T = TypeVar("T")
+#: marks an option without a default (a required constructor argument)
+REQUIRED: Any = inspect.Parameter.empty
 
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
 
 
-def coerce(key: str, raw: Any, default: Any) -> Any:
-    """Convert a string option to the type of its default (bool, int, float, str)."""
+def coerce(key: str, raw: Any, default: Any, annotation: str = "") -> Any:
+    """Convert a string option to the type of its default, or of its annotation when it has none."""
     if not isinstance(raw, str):
         return raw
+    kind = type(default).__name__ if default is not None and default is not REQUIRED else ""
+    if not kind:
+        words = annotation.replace("|", " ").replace(",", " ").split()
+        kind = next((w for w in ("bool", "int", "float") if w in words), "str")
+        if kind == "int" and "float" in words:
+            kind = "float"
     try:
-        if isinstance(default, bool):
+        if kind == "bool":
             low = raw.lower()
-            if low in _TRUE | _FALSE:
-                return low in _TRUE
-            raise ValueError(raw)
-        if isinstance(default, int):
+            if low not in _TRUE | _FALSE:
+                raise ValueError(raw)
+            return low in _TRUE
+        if kind == "int":
             return int(raw)
-        if isinstance(default, float) or default is None:
-            try:
-                return float(raw) if default is not None or raw.replace(".", "", 1).lstrip("-").isdigit() else raw
-            except ValueError:
-                return raw
+        if kind == "float":
+            return float(raw)
     except ValueError:
-        raise UserError(f"option {key}={raw!r}: expected {type(default).__name__}") from None
+        raise UserError(f"option {key}={raw!r}: expected {kind}") from None
     return raw
 
 
@@ -75,23 +80,44 @@ class Registry(Generic[T]):
             raise unknown_choice(self.kind, name, self._items)
         return self._items[name]
 
-    def defaults(self, name: str) -> dict[str, Any]:
-        """The tunable options of ``name`` with their defaults."""
+    def _parameters(self, name: str) -> list[inspect.Parameter]:
         sig = inspect.signature(self.get(name))
-        return {p.name: p.default for p in sig.parameters.values()
-                if p.name not in self.skip and p.default is not inspect.Parameter.empty
-                and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
+        return [p for p in sig.parameters.values()
+                if p.name not in self.skip and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
 
-    def options(self, name: str, given: Mapping[str, Any] | None) -> dict[str, Any]:
-        """Validate and type ``given`` options against ``name``'s constructor."""
-        valid = self.defaults(name)
+    def defaults(self, name: str) -> dict[str, Any]:
+        """The options of ``name`` with their defaults (:data:`REQUIRED` for required ones)."""
+        return {p.name: p.default for p in self._parameters(name)}
+
+    def options(self, name: str, given: Mapping[str, Any] | None, *, complete: bool = False) -> dict[str, Any]:
+        """Validate and type ``given`` options against ``name``'s constructor.
+
+        With ``complete=True`` the result also holds every other option that has a
+        JSON-representable default (so equal settings compare equal however given).
+        """
+        params = {p.name: p for p in self._parameters(name)}
         out: dict[str, Any] = {}
         for key, raw in (given or {}).items():
-            if key not in valid:
-                choices = ", ".join(sorted(valid)) or "(none)"
+            if key not in params:
+                choices = ", ".join(sorted(params)) or "(none)"
                 raise UserError(f"{self.kind} '{name}' has no option '{key}'; valid options: {choices}")
-            out[key] = coerce(key, raw, valid[key])
+            p = params[key]
+            out[key] = coerce(key, raw, p.default, str(p.annotation))
+        if complete:
+            for key, p in params.items():
+                if key not in out and isinstance(p.default, (bool, int, float, str)):
+                    out[key] = p.default
         return out
 
     def build(self, name: str, given: Mapping[str, Any] | None = None, /, **fixed: Any) -> T:
-        return self.get(name)(**fixed, **self.options(name, given))
+        """Construct ``name`` with ``fixed`` arguments and validated ``given`` options."""
+        options = self.options(name, given)
+        missing = [k for k, v in self.defaults(name).items() if v is REQUIRED and k not in options]
+        if missing:
+            raise UserError(f"{self.kind} '{name}' needs option(s): {', '.join(missing)}")
+        return self.get(name)(**fixed, **options)
+
+    def describe(self, name: str) -> str:
+        """``name: key=default, ...`` for listings (``<required>`` for required options)."""
+        opts = ", ".join(f"{k}=<required>" if v is REQUIRED else f"{k}={v}" for k, v in self.defaults(name).items())
+        return f"{name}: {opts}"

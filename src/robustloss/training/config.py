@@ -52,14 +52,19 @@ class TrainConfig:
     data_dir: str | None = None
     adversarial: AdversarialConfig | None = None
 
+    def __post_init__(self) -> None:
+        self.validate()
+
     def validate(self) -> TrainConfig:
+        """Check every field; complete and type the model/objective options (in place)."""
         from robustloss import datasets
         from robustloss.models import MODELS
         from robustloss.objectives import OBJECTIVES
 
         datasets.info(self.dataset)
-        MODELS.options(self.model, self.model_options)
-        OBJECTIVES.options(self.objective, self.objective_options)
+        self.model_options = MODELS.options(self.model, self.model_options, complete=True)
+        self.objective_options = OBJECTIVES.options(self.objective, self.objective_options, complete=True)
+        self.lr_milestones = [int(m) for m in self.lr_milestones]
         if self.optimizer not in OPTIMIZERS:
             raise unknown_choice("optimizer", self.optimizer, OPTIMIZERS)
         for name in ("epochs", "batch_size"):

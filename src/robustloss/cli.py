@@ -1,0 +1,212 @@
+"""The ``robustloss`` command: train, evaluate, reproduce, list.
+
+User mistakes print one line ``robustloss: error: ...`` and exit with code 2;
+a diverged training run exits with code 1.  Nothing is overwritten without
+``--force``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from typing import NoReturn
+
+from robustloss.errors import UserError
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:  # one line instead of usage + message
+        self.exit(2, f"robustloss: error: {message} (see '{self.prog} --help')\n")
+
+
+def _formatter(prog: str) -> argparse.HelpFormatter:
+    return argparse.ArgumentDefaultsHelpFormatter(prog, max_help_position=32)
+
+
+def _add_device(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--device", default="auto", help="auto (CUDA if available), cpu or cuda")
+    p.add_argument("--no-progress", action="store_true", help="hide progress bars")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from robustloss import datasets
+    from robustloss.models import MODELS
+    from robustloss.objectives import OBJECTIVES
+    from robustloss.reproduce import RECIPES
+    from robustloss.training.config import AdversarialConfig, TrainConfig
+
+    d, a = TrainConfig(), AdversarialConfig()
+    parser = _Parser(prog="robustloss", description="Training objectives and adaptive attacks for "
+                     "adversarial-robustness research.", formatter_class=_formatter)
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    t = sub.add_parser("train", help="train a model into a run folder", formatter_class=_formatter,
+                       description="Train backbone + objective; a checkpoint is written atomically after every epoch.")
+    t.add_argument("--dataset", default=d.dataset, help=f"one of: {', '.join(datasets.NAMES)}")
+    t.add_argument("--model", default=d.model, help=f"backbone, one of: {', '.join(MODELS.names())}")
+    t.add_argument("--objective", default=d.objective, help=f"one of: {', '.join(OBJECTIVES.names())}")
+    t.add_argument("-O", "--objective-opt", action="append", metavar="KEY=VALUE", default=[],
+                   help="objective option, e.g. -O c_mm=10 (see 'robustloss list objectives')")
+    t.add_argument("-M", "--model-opt", action="append", metavar="KEY=VALUE", default=[],
+                   help="backbone option, e.g. -M n=5 (ResNet depth 6n+2)")
+    t.add_argument("--feature-dim", type=int, default=None, help="size of the feature layer z (backbone default)")
+    t.add_argument("--epochs", type=int, default=d.epochs)
+    t.add_argument("--batch-size", type=int, default=d.batch_size)
+    t.add_argument("--optimizer", default=d.optimizer, help="sgd (momentum) or adam")
+    t.add_argument("--lr", type=float, default=d.lr, help="initial learning rate (seed 000 Sec. 4.1)")
+    t.add_argument("--momentum", type=float, default=d.momentum)
+    t.add_argument("--weight-decay", type=float, default=d.weight_decay)
+    t.add_argument("--milestones", type=int, nargs="*", default=[], help="epochs at which lr *= --lr-gamma")
+    t.add_argument("--lr-gamma", type=float, default=d.lr_gamma)
+    t.add_argument("--seed", type=int, default=d.seed)
+    t.add_argument("--augment", action=argparse.BooleanOptionalAction, default=None,
+                   help="random shift + flip (default: on for CIFAR, off otherwise)")
+    t.add_argument("--train-limit", type=int, default=None, help="use only the first N training images")
+    t.add_argument("--data-dir", default=None, help="folder with the CIFAR python files")
+    t.add_argument("--download", action="store_true", help="download CIFAR with torchvision if installed")
+    t.add_argument("--at", choices=None, default=None, metavar="{pgd,fgsm}",
+                   help="adversarial training with this attack (uses the objective's adaptive loss)")
+    t.add_argument("--at-eps", type=float, default=a.eps)
+    t.add_argument("--at-eps-min", type=float, default=a.eps_min, help="FGSM-AT: eps drawn from [eps-min, eps]")
+    t.add_argument("--at-steps", type=int, default=a.steps)
+    t.add_argument("--at-step-size", type=float, default=a.step_size)
+    t.add_argument("--at-untargeted", action="store_true", help="untargeted AT (default: targeted, random targets)")
+    t.add_argument("--at-mix", default=a.mix, help="adv (adversarial only) or half (1:1 clean + adversarial)")
+    t.add_argument("--out", required=True, help="run folder")
+    t.add_argument("--resume", action="store_true", help="continue the run in --out")
+    t.add_argument("--force", action="store_true", help="overwrite the run in --out")
+    _add_device(t)
+
+    e = sub.add_parser("evaluate", help="evaluate a run under a suite of attacks", formatter_class=_formatter,
+                       description="Attack the model of RUN_DIR; results go to RUN_DIR/eval/NAME.{json,md}.")
+    e.add_argument("run_dir", metavar="RUN_DIR")
+    e.add_argument("--suite", default=None, help="built-in suite name or a JSON file (default: mnist-pgd for "
+                   "MNIST/synthetic runs, cifar-pgd otherwise)")
+    e.add_argument("--attack", action="append", default=[], metavar="NAME:K=V,...",
+                   help="run this attack instead of a suite, e.g. pgd:eps=0.3,steps=40,step_size=0.01")
+    e.add_argument("--name", default=None, help="name of the result files (default: the suite's name)")
+    e.add_argument("--n", type=int, default=1000, help="evaluate on the first N images of the split")
+    e.add_argument("--split", default="test", help="train, val or test")
+    e.add_argument("--batch-size", type=int, default=500)
+    e.add_argument("--seed", type=int, default=0, help="seed of the attacks' randomness")
+    e.add_argument("--worst-case", action="store_true",
+                   help="ensemble mode: each attack only on the points that survived the previous ones")
+    e.add_argument("--data-dir", default=None)
+    _add_device(e)
+
+    r = sub.add_parser("reproduce", help="reproduce a paper table end to end", formatter_class=_formatter,
+                       description="Recipes: " + "; ".join(f"{k}: {v.description}" for k, v in RECIPES.items()))
+    r.add_argument("name", metavar="NAME", help=f"one of: {', '.join(RECIPES)}")
+    r.add_argument("--out", default=None, help="output folder (default: results/NAME)")
+    r.add_argument("--epochs", type=int, default=None, help="override the recipe's epochs")
+    r.add_argument("--n", type=int, default=None, help="override the number of test points")
+    r.add_argument("--force", action="store_true", help="retrain and re-evaluate from scratch")
+    _add_device(r)
+
+    ls = sub.add_parser("list", help="list objectives, models, attacks, suites or recipes with their options",
+                        formatter_class=_formatter)
+    ls.add_argument("what", choices=["objectives", "models", "attacks", "suites", "recipes"])
+    return parser
+
+
+def _train(args: argparse.Namespace) -> int:
+    from robustloss.registry import parse_options
+    from robustloss.training.adversarial import TrainingAdversary  # noqa: F401 - validate import
+    from robustloss.training.config import AdversarialConfig, TrainConfig
+    from robustloss.training.run import train_run
+
+    model_options: dict[str, object] = dict(parse_options(args.model_opt))
+    if args.feature_dim is not None:
+        model_options["feature_dim"] = args.feature_dim
+    adversarial = None
+    if args.at is not None:
+        adversarial = AdversarialConfig(method=args.at, eps=args.at_eps, eps_min=args.at_eps_min,
+                                        steps=args.at_steps, step_size=args.at_step_size,
+                                        targeted=not args.at_untargeted, mix=args.at_mix)
+    config = TrainConfig(dataset=args.dataset, model=args.model, model_options=model_options,
+                         objective=args.objective, objective_options=parse_options(args.objective_opt),
+                         epochs=args.epochs, batch_size=args.batch_size, optimizer=args.optimizer, lr=args.lr,
+                         momentum=args.momentum, weight_decay=args.weight_decay, lr_milestones=list(args.milestones),
+                         lr_gamma=args.lr_gamma, seed=args.seed, augment=args.augment, train_limit=args.train_limit,
+                         data_dir=args.data_dir, adversarial=adversarial)
+    if args.download:
+        from robustloss import datasets
+
+        datasets.load(args.dataset, "train", args.data_dir, download=True)
+    train_run(config, args.out, resume=args.resume, force=args.force, device=args.device,
+              progress=not args.no_progress)
+    print(f"trained {args.objective} on {args.dataset}: {args.out}")
+    return 0
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from robustloss.evaluation.report import results_table
+    from robustloss.evaluation.runs import evaluate_run
+    from robustloss.evaluation.suite import load_suite, parse_spec
+    from robustloss.training.run import read_config
+
+    config = read_config(args.run_dir)
+    if args.attack:
+        suite = [parse_spec(text) for text in args.attack]
+        name = args.name or "custom"
+    else:
+        suite_name = args.suite or ("cifar-pgd" if config.dataset.startswith("cifar") else "mnist-pgd")
+        suite = load_suite(suite_name)
+        name = args.name or suite_name.rsplit("/", 1)[-1].removesuffix(".json")
+    summary = evaluate_run(args.run_dir, suite, name=name, n=args.n, split=args.split, batch_size=args.batch_size,
+                           device=args.device, seed=args.seed, worst_case=args.worst_case, data_dir=args.data_dir,
+                           progress=not args.no_progress)
+    print(results_table({args.run_dir: summary}), end="")
+    return 0
+
+
+def _reproduce(args: argparse.Namespace) -> int:
+    from robustloss.reproduce import reproduce
+
+    print(reproduce(args.name, args.out, device=args.device, epochs=args.epochs, n_eval=args.n, force=args.force,
+                    progress=not args.no_progress), end="")
+    return 0
+
+
+def _list(args: argparse.Namespace) -> int:
+    from robustloss.attacks import ATTACKS
+    from robustloss.evaluation.suite import SUITES
+    from robustloss.models import MODELS
+    from robustloss.objectives import OBJECTIVES
+    from robustloss.reproduce import RECIPES
+
+    if args.what in ("objectives", "models", "attacks"):
+        reg = {"objectives": OBJECTIVES, "models": MODELS, "attacks": ATTACKS}[args.what]
+        for name in reg.names():
+            print(reg.describe(name))
+    elif args.what == "suites":
+        for name, specs in SUITES.items():
+            print(f"{name}: {', '.join(s.label for s in specs)}")
+    else:
+        for name, recipe in RECIPES.items():
+            print(f"{name}: {recipe.description}")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from robustloss.training.trainer import TrainingDiverged
+
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    handlers = {"train": _train, "evaluate": _evaluate, "reproduce": _reproduce, "list": _list}
+    try:
+        return handlers[args.command](args)
+    except UserError as exc:
+        print(f"robustloss: error: {exc}", file=sys.stderr)
+        return 2
+    except TrainingDiverged as exc:
+        print(f"robustloss: training diverged: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("robustloss: interrupted; rerun with --resume to continue", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,142 @@
+"""The evaluation engine: runs a suite of attacks on a model, batch by batch, into results.
+
+* Only points the model classifies correctly are attacked (a misclassified
+  clean point is already non-robust); robust accuracy is over all points.
+* ``worst_case=True`` (AutoAttack-style ensemble): each attack runs only on
+  the points that survived every previous attack, and the result reports, per
+  example, whether it survived them all - the honest number, since a defence is
+  only as good as the strongest attack it survives.
+* Each attack's randomness comes from its own seed (``seed + index``), so
+  results do not depend on which other attacks ran before it.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+from tqdm import tqdm
+
+from robustloss.attacks import ATTACKS, Attack, eval_mode
+from robustloss.evaluation.suite import AttackSpec
+
+
+@dataclass
+class AttackResult:
+    """Outcome of one attack spec on the evaluated points."""
+
+    spec: AttackSpec
+    robust: Tensor                     # (N,) bool: still correctly classified after the attack
+    time_s: float
+    attacked: int                      # how many points the attack was run on
+    distortion: Tensor | None = None   # (N,) per-example distortion for minimum-norm attacks
+
+    @property
+    def accuracy(self) -> float:
+        return float(self.robust.float().mean()) if self.robust.numel() else float("nan")
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"label": self.spec.label, "attack": self.spec.attack, "params": self.spec.params,
+                               "robust_accuracy": self.accuracy, "attacked": self.attacked,
+                               "time_s": round(self.time_s, 3)}
+        if self.distortion is not None:
+            finite = self.distortion[torch.isfinite(self.distortion)]
+            out["mean_distortion"] = float(finite.mean()) if finite.numel() else float("nan")
+        return out
+
+
+@dataclass
+class EvalResult:
+    """Clean accuracy, one :class:`AttackResult` per spec, and the worst case over all of them."""
+
+    n: int
+    clean: Tensor                      # (N,) bool
+    attacks: list[AttackResult] = field(default_factory=list)
+    worst_case_mode: bool = False
+
+    @property
+    def clean_accuracy(self) -> float:
+        return float(self.clean.float().mean())
+
+    @property
+    def worst_case(self) -> Tensor:
+        """(N,) bool: correct on the clean input and robust to every attack."""
+        robust = self.clean.clone()
+        for res in self.attacks:
+            robust &= res.robust
+        return robust
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"n": self.n, "clean_accuracy": self.clean_accuracy,
+                "worst_case_accuracy": float(self.worst_case.float().mean()),
+                "worst_case_mode": self.worst_case_mode,
+                "attacks": [r.to_dict() for r in self.attacks]}
+
+
+def predict(model: nn.Module, x: Tensor, batch_size: int, device: torch.device) -> Tensor:
+    """Predicted classes for ``x`` in eval mode (model mode restored)."""
+    preds = []
+    with eval_mode(model), torch.no_grad():
+        for i in range(0, len(x), batch_size):
+            preds.append(model(x[i:i + batch_size].to(device)).argmax(1).cpu())
+    return torch.cat(preds) if preds else torch.empty(0, dtype=torch.long)
+
+
+def build_attack(model: nn.Module, spec: AttackSpec, seed: int) -> Attack:
+    params = dict(spec.params)
+    params.setdefault("seed", seed)
+    return ATTACKS.build(spec.attack, params, model=model)
+
+
+def run_attack(model: nn.Module, spec: AttackSpec, x: Tensor, y: Tensor, todo: Tensor, *,
+               batch_size: int, device: torch.device, seed: int, progress: bool = False) -> AttackResult:
+    """Run ``spec`` on the points ``todo`` (indices) of ``(x, y)``; the others count as not robust."""
+    attack = build_attack(model, spec, seed)
+    robust = torch.zeros(len(x), dtype=torch.bool)
+    distortion = torch.full((len(x),), float("nan")) if attack.minimum_norm else None
+    start = time.perf_counter()
+    bar = tqdm(total=len(todo), desc=spec.label, unit="img", leave=False, disable=not progress)
+    for i in range(0, len(todo), batch_size):
+        idx = todo[i:i + batch_size]
+        xb, yb = x[idx].to(device), y[idx].to(device)
+        x_adv = attack(xb, yb)
+        robust[idx] = predict(model, x_adv, len(x_adv), device) == yb.cpu()
+        if distortion is not None and attack.distortion is not None:
+            distortion[idx] = attack.distortion.detach().float().cpu()
+        bar.update(len(idx))
+    bar.close()
+    return AttackResult(spec, robust, time.perf_counter() - start, len(todo), distortion)
+
+
+def evaluate(model: nn.Module, x: Tensor, y: Tensor, suite: list[AttackSpec], *, batch_size: int = 500,
+             device: torch.device | str = "cpu", seed: int = 0, worst_case: bool = False,
+             progress: bool = False, cached: dict[str, AttackResult] | None = None,
+             on_result: Callable[[AttackResult], None] | None = None) -> EvalResult:
+    """Evaluate ``model`` on ``(x, y)`` under every attack of ``suite``.
+
+    ``cached`` maps :meth:`AttackSpec.key` to results of an earlier, interrupted
+    evaluation (those specs are not run again); ``on_result`` is called after
+    each attack (e.g. to save partial results).
+    """
+    device = torch.device(device)
+    for index, spec in enumerate(suite):  # fail on a bad spec before spending time on the others
+        build_attack(model, spec, seed + index)
+    clean = predict(model, x, batch_size, device) == y
+    result = EvalResult(len(x), clean, worst_case_mode=worst_case)
+    alive = clean.clone()
+    for index, spec in enumerate(suite):
+        if cached and spec.key() in cached:
+            res = cached[spec.key()]
+        else:
+            todo = torch.nonzero(alive if worst_case else clean).squeeze(1)
+            res = run_attack(model, spec, x, y, todo, batch_size=batch_size, device=device,
+                             seed=seed + index, progress=progress)
+            if on_result is not None:
+                on_result(res)
+        result.attacks.append(res)
+        alive &= res.robust
+    return result

@@ -1,0 +1,33 @@
+"""Result tables: Markdown for people, JSON for programs."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+
+def pct(value: float) -> str:
+    return "-" if value != value else f"{100 * value:.1f}"
+
+
+def markdown_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    """A GitHub-flavoured Markdown table."""
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    return "\n".join(lines) + "\n"
+
+
+def results_table(results: dict[str, dict[str, Any]]) -> str:
+    """One row per model (key), columns: clean, every attack label, worst case (accuracies in %)."""
+    labels: list[str] = []
+    for res in results.values():
+        for att in res["attacks"]:
+            if att["label"] not in labels:
+                labels.append(att["label"])
+    header = ["model", "clean", *labels, "worst case"]
+    rows = []
+    for name, res in results.items():
+        by_label = {a["label"]: a["robust_accuracy"] for a in res["attacks"]}
+        rows.append([name, pct(res["clean_accuracy"]), *(pct(by_label.get(lb, float("nan"))) for lb in labels),
+                     pct(res["worst_case_accuracy"])])
+    return markdown_table(header, rows)

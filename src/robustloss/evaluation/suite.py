@@ -1,0 +1,77 @@
+"""Evaluation suites are data: named lists of attack specs.
+
+An :class:`AttackSpec` names an attack of the :data:`~robustloss.attacks.ATTACKS`
+registry and its parameters; a suite is a list of them.  Built-in suites are
+below; a user suite is a JSON file ``[{"label": ..., "attack": ..., "params": {...}}, ...]``
+or specs given on the command line as ``NAME:key=value,key=value``.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from robustloss.errors import UserError, unknown_choice
+from robustloss.registry import parse_options
+
+
+@dataclass(frozen=True)
+class AttackSpec:
+    """One attack to run: registry name, parameters and the label of its table column."""
+
+    label: str
+    attack: str
+    params: dict[str, Any] = field(default_factory=dict)
+
+    def key(self) -> str:
+        """A stable identity of the spec (label + attack + params), for result caching."""
+        return json.dumps(asdict(self), sort_keys=True)
+
+
+def pgd_grid(eps_values: list[float], steps_values: list[int], step_size: float,
+             eps_label: list[str] | None = None) -> list[AttackSpec]:
+    """Targeted and untargeted L-inf PGD for every (steps, eps), labels like ``PGD10-tar eps=0.1``."""
+    specs = []
+    names = eps_label or [f"{e:g}" for e in eps_values]
+    for eps, eps_name in zip(eps_values, names):
+        for steps in steps_values:
+            for mode in ("tar", "un"):
+                specs.append(AttackSpec(f"PGD{steps}-{mode} eps={eps_name}", "pgd",
+                                        {"eps": eps, "steps": steps, "step_size": step_size,
+                                         "targeted": mode == "tar", "random_start": True}))
+    return specs
+
+
+SUITES: dict[str, list[AttackSpec]] = {
+    # issue 2 / seed 000 Sec. 4.2 on MNIST: PGD 10 and 40 steps, eps 0.1-0.3, step 0.01, random start
+    "mnist-pgd": pgd_grid([0.1, 0.2, 0.3], [10, 40], 0.01),
+    # seed 000 Table 1 (CIFAR-10): PGD 10 and 50 steps, eps 8/255 and 16/255, step 2/255
+    "cifar-pgd": pgd_grid([8 / 255, 16 / 255], [10, 50], 2 / 255, ["8/255", "16/255"]),
+}
+
+
+def parse_spec(text: str) -> AttackSpec:
+    """Parse ``NAME:key=value,key=value`` (label = the text itself)."""
+    from robustloss.attacks import ATTACKS
+
+    name, _, rest = text.partition(":")
+    name = name.strip()
+    options = parse_options([p for p in rest.split(",") if p.strip()]) if rest else {}
+    ATTACKS.options(name, options)  # validates name and option names
+    return AttackSpec(text, name, options)
+
+
+def load_suite(name_or_path: str) -> list[AttackSpec]:
+    """A built-in suite by name, or a JSON suite file."""
+    if name_or_path in SUITES:
+        return list(SUITES[name_or_path])
+    path = Path(name_or_path)
+    if not path.suffix == ".json":
+        raise unknown_choice("suite", name_or_path, list(SUITES) + ["<file>.json"])
+    try:
+        data = json.loads(path.read_text())
+        return [AttackSpec(str(d["label"]), str(d["attack"]), dict(d.get("params", {}))) for d in data]
+    except (OSError, json.JSONDecodeError, KeyError, TypeError) as exc:
+        raise UserError(f"cannot read suite file {path}: {exc}") from None

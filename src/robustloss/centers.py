@@ -109,3 +109,74 @@ def random_centers(num_classes: int, dim: int, c_mm: float = 1.0, *, seed: int =
     gen = torch.Generator().manual_seed(seed)
     mu = torch.randn(num_classes, dim, generator=gen, dtype=torch.float64)
     return mu / mu.norm(dim=1, keepdim=True) * float(c_mm)
+
+
+def _unit_mm_centers(count: int, dim: int) -> Tensor:
+    """Unit-norm MM centers for ``count >= 1`` classes; a single class gets ``e_1`` (Algorithm 1 with L = 1)."""
+    if count == 1:
+        unit = torch.zeros(1, dim, dtype=torch.float64)
+        unit[0, 0] = 1.0
+        return unit
+    return mm_centers(count, dim, 1.0)
+
+
+def hierarchical_centers(tree: list[int] | tuple[int, ...], dim: int, c1: float = 10.0,
+                         c2: float = 1.0) -> Tensor:
+    """Hierarchical Max-Mahalanobis (HM) centers of a two-level class tree, float64 ``(L, dim)``.
+
+    Seed 000, App. B.3: ``tree[l]`` is the superclass ``s(l)`` of fine class ``l``
+    (superclasses ``0..S-1``, each non-empty).  With
+    ``mu^(1,S) = GenerateMMcenters(c1, dim, S)`` for the superclasses and, for a
+    superclass with ``K`` children, ``mu^(2,K) = GenerateMMcenters(c2, dim, K)``,
+
+        ``mu^H_l = mu^(1,S)_{s(l)} + mu^(2,K)_j``
+
+    where ``j`` is ``l``'s rank among the fine classes of ``s(l)`` in increasing
+    label order.  A superclass (or the root) with a single child uses
+    ``c * e_1`` (Algorithm 1 with one class).  ``c2 < c1`` (the paper's
+    ``C^2 << C^1``); seed 001 found ``c1`` in [5, 20] and ``c2`` in [0.1, 2]
+    best.  Every superclass uses the same local centers ``mu^(2,K)`` (the
+    paper allows, but does not require, a different rotation per superclass).
+
+    Raises :class:`~robustloss.errors.UserError` for an empty tree, a negative
+    or non-integer entry, a superclass index without any member, ``dim < 1``, or
+    ``c1``/``c2`` not finite with ``0 < c2 < c1``.
+    """
+    labels = list(tree)
+    if not labels:
+        raise UserError("the class tree is empty; give one superclass index per fine class")
+    parsed: list[int] = []
+    for entry in labels:
+        try:
+            value = float(entry)
+        except (TypeError, ValueError):
+            value = float("nan")
+        if isinstance(entry, (bool, str)) or not math.isfinite(value) or value != int(value) or value < 0:
+            raise UserError(f"class tree entries must be integers >= 0, got {entry!r}")
+        parsed.append(int(value))
+    labels = parsed
+    if int(dim) != dim or dim < 1:
+        raise UserError(f"feature dim must be an integer >= 1, got {dim!r}")
+    for name, value in (("c1", c1), ("c2", c2)):
+        if not value > 0 or not math.isfinite(value):
+            raise UserError(f"{name} must be a finite number > 0, got {value!r}")
+    if not c2 < c1:
+        raise UserError(f"hierarchical centers need c2 < c1 (C^2 << C^1), got c1={c1!r}, c2={c2!r}")
+    num_super = max(labels) + 1
+    members: list[list[int]] = [[] for _ in range(num_super)]
+    for fine, sup in enumerate(labels):
+        members[sup].append(fine)
+    empty = [s for s, m in enumerate(members) if not m]
+    if empty:
+        raise UserError(f"superclass(es) {empty} of the class tree have no fine class; "
+                        f"superclasses must be numbered 0..{num_super - 1} without gaps")
+    top = _unit_mm_centers(num_super, dim) * float(c1)
+    out = torch.empty(len(labels), dim, dtype=torch.float64)
+    local: dict[int, Tensor] = {}
+    for sup, fines in enumerate(members):
+        k = len(fines)
+        if k not in local:
+            local[k] = _unit_mm_centers(k, dim) * float(c2)
+        for j, fine in enumerate(fines):
+            out[fine] = top[sup] + local[k][j]
+    return out

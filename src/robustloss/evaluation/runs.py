@@ -41,8 +41,9 @@ def _load_partial(path: Path, settings: dict[str, Any], suite: list[AttackSpec])
     for key, entry in data.get("done", {}).items():
         if key in by_key:
             dist = entry.get("distortion")
+            distortion = None if dist is None else torch.tensor([float("nan") if d is None else d for d in dist])
             out[key] = AttackResult(by_key[key], torch.tensor(entry["robust"], dtype=torch.bool), entry["time_s"],
-                                    entry["attacked"], None if dist is None else torch.tensor(dist))
+                                    entry["attacked"], distortion)
     return out
 
 

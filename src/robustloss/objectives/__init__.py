@@ -11,13 +11,25 @@ from typing import Any
 
 from robustloss.objectives.base import (ATTACK_LOSS_FORMS, AttackLossForm, Objective,
                                         logit_attack_loss, logit_cross_entropy, logit_margin)
+from robustloss.objectives.arcface import ArcFace
+from robustloss.objectives.center import CenterLoss
+from robustloss.objectives.emc import EMC
+from robustloss.objectives.gce import GCE
+from robustloss.objectives.hmmc import HMMC
+from robustloss.objectives.isce import ISCE
+from robustloss.objectives.label_smoothing import LabelSmoothing
+from robustloss.objectives.lgm import LGM
 from robustloss.objectives.mmc import MMC
+from robustloss.objectives.mmc_rand import MMCRand
 from robustloss.objectives.mmlda import MMLDA
+from robustloss.objectives.pc import PC
 from robustloss.objectives.sce import SCE
 from robustloss.registry import Registry
 
 OBJECTIVES: Registry[Objective] = Registry("objective", skip=("num_classes", "feature_dim", "centers"))
 for _cls in (SCE, MMC, MMLDA):
+    OBJECTIVES.add(_cls.name, _cls)
+for _cls in (CenterLoss, LGM, MMCRand, EMC, HMMC, ISCE, PC, GCE, ArcFace, LabelSmoothing):
     OBJECTIVES.add(_cls.name, _cls)
 
 
@@ -29,3 +41,4 @@ def build_objective(name: str, num_classes: int, feature_dim: int,
 
 __all__ = ["ATTACK_LOSS_FORMS", "AttackLossForm", "MMC", "MMLDA", "OBJECTIVES", "Objective", "SCE",
            "build_objective", "logit_attack_loss", "logit_cross_entropy", "logit_margin"]
+__all__ += ["ArcFace", "CenterLoss", "EMC", "GCE", "HMMC", "ISCE", "LGM", "LabelSmoothing", "MMCRand", "PC"]

@@ -1,0 +1,87 @@
+"""The command line: help, one-line errors with exit code 2, nothing overwritten."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from robustloss.cli import main
+
+
+def _run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    try:
+        code = main(list(argv))
+    except SystemExit as exc:  # argparse
+        code = int(exc.code or 0)
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+BAD = [
+    (("train", "--dataset", "imagenet", "--out", "x"), "unknown dataset 'imagenet'; valid choices: cifar10"),
+    (("train", "--model", "vgg", "--out", "x"), "unknown model 'vgg'; valid choices: cnn3, lenet5, resnet"),
+    (("train", "--objective", "foo", "--out", "x"), "unknown objective 'foo'; valid choices:"),
+    (("train", "--objective", "mmc", "-O", "c_mm=0", "--out", "x"), "c_mm must be in (0, inf)"),
+    (("train", "--epochs", "0", "--out", "x"), "epochs must be >= 1"),
+    (("train", "--dataset", "cifar10", "--data-dir", "/nonexistent", "--epochs", "1", "--out", "{tmp}/r"),
+     "data dir /nonexistent does not exist"),
+    (("train", "--device", "tpu", "--out", "{tmp}/r"), "unknown device 'tpu'"),
+    (("evaluate", "{tmp}"), "is not a run folder"),
+    (("reproduce", "table9"), "unknown recipe 'table9'; valid choices: mnist-quick"),
+    (("train",), "the following arguments are required: --out"),
+]
+
+
+@pytest.mark.parametrize("argv,message", BAD)
+def test_bad_input_is_one_line_exit_2(capsys: pytest.CaptureFixture[str], tmp_path: Path,
+                                      argv: tuple[str, ...], message: str) -> None:
+    code, _, err = _run(capsys, *(a.replace("{tmp}", str(tmp_path)) for a in argv))
+    assert code == 2
+    assert message in err
+    assert len(err.strip().splitlines()) == 1, err
+    assert "Traceback" not in err
+
+
+def test_evaluate_bad_attack_specs(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    assert _run(capsys, "train", "--dataset", "synthetic", "--epochs", "1", "--out", str(run), "--no-progress",
+                "--device", "cpu")[0] == 0
+    for spec, message in [("pgd:eps=-0.1,steps=2", "eps must be in [0, inf)"),
+                          ("pgd:eps=0.1,steps=0", "steps must be an integer >= 1"),
+                          ("pgd:eps=0.1", "needs option(s): steps"),
+                          ("pgd:eps=0.1,steps=2,norm=l3", "unknown norm 'l3'"),
+                          ("pgd:eps=0.1,steps=2,loss=foo", "unknown attack loss 'foo'"),
+                          ("zoo:eps=1", "unknown attack 'zoo'")]:
+        code, _, err = _run(capsys, "evaluate", str(run), "--attack", spec, "--no-progress", "--device", "cpu")
+        assert code == 2 and message in err and len(err.strip().splitlines()) == 1, (spec, err)
+    assert not (run / "eval" / "custom.json").exists()
+
+
+def test_train_refuses_other_run_and_keeps_it(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    base = ("train", "--dataset", "synthetic", "--epochs", "1", "--out", str(run), "--no-progress", "--device", "cpu")
+    assert _run(capsys, *base)[0] == 0
+    before = (run / "checkpoint.pt").read_bytes()
+    code, _, err = _run(capsys, *base, "--objective", "mmc")
+    assert code == 2 and "holds a different run" in err
+    assert (run / "checkpoint.pt").read_bytes() == before
+    code, _, err = _run(capsys, *base)
+    assert code == 2 and "--resume" in err
+
+
+def test_help_documents_every_option() -> None:
+    out = subprocess.run([sys.executable, "-m", "robustloss.cli", "train", "--help"], capture_output=True,
+                         text=True, check=True).stdout
+    for option in ("--dataset", "--model", "--objective", "--epochs", "--out", "--resume", "--force", "--device",
+                   "--feature-dim", "--at", "--milestones", "(default: 0.01)"):
+        assert option in out
+
+
+def test_entry_point_exit_code_and_no_traceback(tmp_path: Path) -> None:
+    proc = subprocess.run([sys.executable, "-m", "robustloss.cli", "evaluate", str(tmp_path)],
+                          capture_output=True, text=True)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().startswith("robustloss: error:") and "Traceback" not in proc.stderr

@@ -1,0 +1,227 @@
+"""Shared helpers of the benchmarks: thread setup, interleaved timing, machine conditions, reports.
+
+Every benchmark
+
+* runs single-threaded (``torch.set_num_threads(1)``): the reference machine has
+  2 cores shared with other people's test runs, so multi-threaded timings would
+  mostly measure contention; what we report are *ratios* of two code paths
+  measured in the same process, which single-threaded runs make stable;
+* times the two sides interleaved (A B B A A B ...: the order alternates every
+  repetition so that slow drifts of the machine load hit both sides equally)
+  and reports the median of each side and the ratio of the medians;
+* prints the exact command that reproduces its figures and, with ``--json PATH``,
+  writes them for ``benchmarks/run_all.py`` (which rewrites BENCHMARKS.md).
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import os
+import platform
+import shlex
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def setup_threads(threads: int = 1) -> None:
+    """Pin torch to ``threads`` intra-op threads (and one inter-op thread)."""
+    import torch
+
+    torch.set_num_threads(threads)
+    try:
+        torch.set_num_interop_threads(1)
+    except RuntimeError:  # already set, or parallel work already started
+        pass
+
+
+def base_parser(description: str) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--json", metavar="PATH", help="also write the figures as JSON (used by run_all.py)")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch intra-op threads (default 1: the machine is shared; ratios are what matter)")
+    return parser
+
+
+def command_line() -> str:
+    """The command that reproduces this run, relative to the repository root when possible."""
+    exe = Path(sys.executable)
+    try:
+        exe_s = str(exe.relative_to(ROOT)) if not exe.is_symlink() else str(exe.absolute().relative_to(ROOT))
+    except ValueError:
+        exe_s = str(exe)
+    script = Path(sys.argv[0]).resolve()
+    try:
+        script_s = str(script.relative_to(ROOT))
+    except ValueError:
+        script_s = str(script)
+    args = [a for a in sys.argv[1:]]
+    # drop --json PATH: it only says where run_all.py collects the figures
+    cleaned: list[str] = []
+    skip = False
+    for a in args:
+        if skip:
+            skip = False
+            continue
+        if a == "--json":
+            skip = True
+            continue
+        if a.startswith("--json="):
+            continue
+        cleaned.append(a)
+    return shlex.join([exe_s, script_s, *cleaned])
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def conditions() -> dict[str, Any]:
+    import torch
+
+    return {"nproc": os.cpu_count(), "loadavg": [round(v, 2) for v in os.getloadavg()],
+            "torch": torch.__version__, "threads": torch.get_num_threads(), "cpu": cpu_model(),
+            "python": platform.python_version()}
+
+
+def loadavg() -> list[float]:
+    return [round(v, 2) for v in os.getloadavg()]
+
+
+def interleaved(fns: dict[str, Callable[[], Any]], reps: int, warmup: int = 1) -> dict[str, list[float]]:
+    """Time every function ``reps`` times, interleaved (order alternates each repetition).
+
+    Returns the wall-clock seconds of every repetition per name.  ``warmup``
+    untimed calls of each function come first (allocator, kernel caches).
+    """
+    names = list(fns)
+    for _ in range(warmup):
+        for name in names:
+            fns[name]()
+    times: dict[str, list[float]] = {name: [] for name in names}
+    for r in range(reps):
+        order = names if r % 2 == 0 else names[::-1]
+        for name in order:
+            gc.collect()
+            t0 = time.perf_counter()
+            fns[name]()
+            times[name].append(time.perf_counter() - t0)
+    return times
+
+
+def med(values: list[float]) -> float:
+    return statistics.median(values)
+
+
+def spread(values: list[float]) -> tuple[float, float]:
+    """(25th, 75th) percentile of ``values``."""
+    if len(values) < 2:
+        return values[0], values[0]
+    q = statistics.quantiles(values, n=4, method="inclusive")
+    return q[0], q[2]
+
+
+def ratio_row(case: str, times: dict[str, list[float]], num: str, den: str, *, target: float,
+              higher_is_better: bool = False, unit_scale: float = 1e3, unit: str = "ms",
+              per: int = 1, **extra: Any) -> dict[str, Any]:
+    """One result row: median of each side (per unit of work), their ratio, pass/fail vs ``target``.
+
+    ``ratio = median(num) / median(den)`` of the *times*; with ``higher_is_better`` the
+    row reports the throughput ratio ``median(den) / median(num)`` instead.
+    """
+    m_num, m_den = med(times[num]), med(times[den])
+    ratio = (m_den / m_num) if higher_is_better else (m_num / m_den)
+    paired = [(b / a) if higher_is_better else (a / b) for a, b in zip(times[num], times[den])]
+    passed = ratio >= target if higher_is_better else ratio <= target
+    row = {"case": case, "num": num, "den": den, "ratio": ratio,
+           "paired_ratio_range": [min(paired), max(paired)],
+           f"median_{num}_{unit}": m_num * unit_scale / per, f"median_{den}_{unit}": m_den * unit_scale / per,
+           "iqr_" + num: [v * unit_scale / per for v in spread(times[num])],
+           "iqr_" + den: [v * unit_scale / per for v in spread(times[den])],
+           "unit": unit + ("" if per == 1 else f" per {extra.get('per_label', 'item')}"),
+           "reps": len(times[num]), "target": ("≥ " if higher_is_better else "≤ ") + f"{target:g}",
+           "pass": passed}
+    row.update(extra)
+    return row
+
+
+def print_row(row: dict[str, Any]) -> None:
+    num, den, unit = row["num"], row["den"], row["unit"]
+    keys = [k for k in row if k.startswith("median_")]
+    meds = ", ".join(f"{k[len('median_'):]}={row[k]:.3f}" for k in keys)
+    lo, hi = row["paired_ratio_range"]
+    print(f"  {row['case']}: ratio {num}/{den}{' (throughput)' if '≥' in row['target'] else ''} = "
+          f"{row['ratio']:.3f} (per-rep {lo:.3f}..{hi:.3f}), medians [{unit}]: {meds}, "
+          f"reps={row['reps']}, target {row['target']}: {'PASS' if row['pass'] else 'FAIL'}")
+
+
+def finish(result: dict[str, Any], json_path: str | None, start_conditions: dict[str, Any], t0: float) -> None:
+    """Add machine conditions, command and run time; print the footer; write JSON."""
+    result["conditions"] = {**start_conditions, "loadavg_start": start_conditions["loadavg"],
+                            "loadavg_end": loadavg()}
+    result["conditions"].pop("loadavg", None)
+    result["command"] = command_line()
+    result["elapsed_s"] = round(time.perf_counter() - t0, 1)
+    c = result["conditions"]
+    print(f"  machine: nproc={c['nproc']}, load avg start {c['loadavg_start']} end {c['loadavg_end']}, "
+          f"torch {c['torch']}, threads={c['threads']}, {c['cpu']}")
+    print(f"  elapsed {result['elapsed_s']} s")
+    print(f"  reproduce: {result['command']}")
+    if json_path:
+        Path(json_path).write_text(json.dumps(result, indent=2, default=float) + "\n")
+
+
+class ForwardCounter:
+    """Counts forward passes (and input rows) through a module, via a forward hook."""
+
+    def __init__(self, module: Any) -> None:
+        self.calls = 0
+        self.rows = 0
+        self.handle = module.register_forward_hook(self._hook)
+
+    def _hook(self, module: Any, inputs: Any, output: Any) -> None:
+        self.calls += 1
+        self.rows += int(inputs[0].shape[0])
+
+    def reset(self) -> None:
+        self.calls = self.rows = 0
+
+    def remove(self) -> None:
+        self.handle.remove()
+
+
+def train_sce_lenet(n_images: int = 10_000, epochs: int = 2, seed: int = 0, batch_size: int = 128) -> Any:
+    """A briefly trained SCE LeNet-5 on the first ``n_images`` MNIST training images (eval mode).
+
+    Uses ``Trainer.train_epoch`` directly (no checkpoint I/O).
+    """
+    import tempfile
+
+    from robustloss import datasets
+    from robustloss.training.config import TrainConfig
+    from robustloss.training.trainer import Trainer
+
+    x, y = datasets.load("mnist", "train")
+    x, y = x[:n_images], y[:n_images]
+    cfg = TrainConfig(dataset="mnist", model="lenet5", objective="sce", epochs=epochs, batch_size=batch_size,
+                      seed=seed, train_limit=n_images)
+    with tempfile.TemporaryDirectory() as tmp:
+        trainer = Trainer(cfg, tmp, device="cpu", progress=False, log=lambda _msg: None)
+        for epoch in range(epochs):
+            trainer.train_epoch(epoch, x, y, augment=False)
+    model = trainer.model
+    model.eval()
+    return model

@@ -1,0 +1,120 @@
+"""PGD (issue 2): adaptive loss chosen automatically, restarts, targets, user loss, invariants."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from robustloss import Classifier, UserError
+from robustloss.attacks import PGD, ModelOutput
+
+
+def _acc(model: torch.nn.Module, x: Tensor, y: Tensor) -> float:
+    with torch.no_grad():
+        return float((model(x).argmax(1) == y).float().mean())
+
+
+def test_default_loss_is_the_objectives_adaptive_loss(mmc_model: Classifier,
+                                                      mnist_test: tuple[Tensor, Tensor]) -> None:
+    x, y = mnist_test[0][:64], mnist_test[1][:64]
+    objective = mmc_model.objective
+
+    def explicit(out: ModelOutput, labels: Tensor, targets: Tensor | None) -> Tensor:
+        assert out.features is not None
+        mu = objective.centers
+        if targets is None:
+            return 0.5 * (out.features - mu[labels]).pow(2).sum(1)      # L_MMC(z, y)
+        return -0.5 * (out.features - mu[targets]).pow(2).sum(1)        # -L_MMC(z, y_t)
+
+    for targeted in (False, True):
+        auto = PGD(mmc_model, 0.2, 5, 0.05, targeted=targeted, seed=1)(x, y)
+        manual = PGD(mmc_model, 0.2, 5, 0.05, targeted=targeted, seed=1, loss=explicit)(x, y)
+        assert torch.equal(auto, manual)
+    ce = PGD(mmc_model, 0.2, 5, 0.05, seed=1, loss="ce")(x, y)
+    assert not torch.equal(ce, PGD(mmc_model, 0.2, 5, 0.05, seed=1)(x, y))
+
+
+def test_sce_default_is_cross_entropy(sce_model: Classifier, mnist_test: tuple[Tensor, Tensor]) -> None:
+    x, y = mnist_test[0][:64], mnist_test[1][:64]
+
+    def ce(out: ModelOutput, labels: Tensor, targets: Tensor | None) -> Tensor:
+        return F.cross_entropy(out.logits, labels, reduction="none")
+
+    assert torch.equal(PGD(sce_model, 0.1, 5, 0.02, seed=3)(x, y), PGD(sce_model, 0.1, 5, 0.02, seed=3, loss=ce)(x, y))
+
+
+def test_pgd_drives_sce_accuracy_down_and_more_steps_help(sce_model: Classifier,
+                                                          mnist_test: tuple[Tensor, Tensor]) -> None:
+    x, y = mnist_test[0][:200], mnist_test[1][:200]
+    clean = _acc(sce_model, x, y)
+    acc10 = _acc(sce_model, PGD(sce_model, 0.2, 10, 0.01)(x, y), y)
+    acc40 = _acc(sce_model, PGD(sce_model, 0.2, 40, 0.01)(x, y), y)
+    assert clean > 0.9
+    assert acc40 <= acc10 < clean
+    assert acc40 < 0.3
+
+
+def test_restarts_only_lower_accuracy(sce_model: Classifier, mnist_test: tuple[Tensor, Tensor]) -> None:
+    x, y = mnist_test[0][:200], mnist_test[1][:200]
+    one = PGD(sce_model, 0.1, 5, 0.02, restarts=1, seed=0)(x, y)
+    three = PGD(sce_model, 0.1, 5, 0.02, restarts=3, seed=0)(x, y)
+    fooled_one = sce_model(one).argmax(1) != y
+    fooled_three = sce_model(three).argmax(1) != y
+    # the first restart is the same run, so every point fooled once stays fooled
+    assert bool((fooled_three | ~fooled_one).all())
+    assert int(fooled_three.sum()) >= int(fooled_one.sum())
+
+
+def test_targeted_random_targets_are_seeded_and_never_the_label(sce_model: Classifier,
+                                                                mnist_test: tuple[Tensor, Tensor]) -> None:
+    x, y = mnist_test[0][:100], mnist_test[1][:100]
+    a = PGD(sce_model, 0.3, 20, 0.03, targeted=True, seed=5)
+    b = PGD(sce_model, 0.3, 20, 0.03, targeted=True, seed=5)
+    xa, xb = a(x, y), b(x, y)
+    assert torch.equal(xa, xb)
+    pred = sce_model(xa).argmax(1)
+    hits = pred != y
+    given = (y + 1) % 10
+    xt = PGD(sce_model, 0.3, 20, 0.03, targeted=True)(x, y, given)
+    pt = sce_model(xt).argmax(1)
+    assert float((pt == given).float().mean()) > 0.5, "targeted PGD should mostly reach the given target"
+    assert hits.any()
+
+
+@pytest.mark.parametrize("norm", ["linf", "l2"])
+def test_invariants(mmc_model: Classifier, mnist_test: tuple[Tensor, Tensor], norm: str) -> None:
+    x, y = mnist_test[0][:32], mnist_test[1][:32]
+    eps = 0.3 if norm == "linf" else 2.0
+    x0, params0 = x.clone(), [p.clone() for p in mmc_model.parameters()]
+    grads0 = [None if p.grad is None else p.grad.clone() for p in mmc_model.parameters()]
+    mmc_model.train()
+    x_adv = PGD(mmc_model, eps, 5, eps / 4, norm=norm)(x, y)
+    assert mmc_model.training, "model mode must be restored"
+    mmc_model.eval()
+    delta = (x_adv - x).flatten(1)
+    size = delta.abs().amax(1) if norm == "linf" else delta.norm(dim=1)
+    assert bool((size <= eps + 1e-5).all())
+    assert float(x_adv.min()) >= 0 and float(x_adv.max()) <= 1
+    assert torch.equal(x, x0)
+    assert all(torch.equal(p, q) for p, q in zip(mmc_model.parameters(), params0))
+    for p, g in zip(mmc_model.parameters(), grads0):  # parameter gradients untouched
+        assert (p.grad is None and g is None) or torch.equal(p.grad, g)
+    assert torch.equal(PGD(mmc_model, 0.0, 3, 0.1)(x, y), x)
+
+
+def test_bad_arguments(sce_model: Classifier, mnist_test: tuple[Tensor, Tensor]) -> None:
+    x, y = mnist_test[0][:4], mnist_test[1][:4]
+    with pytest.raises(UserError, match="eps"):
+        PGD(sce_model, -0.1, 10, 0.01)
+    with pytest.raises(UserError, match="steps"):
+        PGD(sce_model, 0.1, 0, 0.01)
+    with pytest.raises(UserError, match="valid choices: l2, linf"):
+        PGD(sce_model, 0.1, 10, 0.01, norm="l1")
+    with pytest.raises(UserError, match="equals the true label"):
+        PGD(sce_model, 0.1, 2, 0.01, targeted=True)(x, y, y)
+    with pytest.raises(UserError, match="outside the declared bounds"):
+        PGD(sce_model, 0.1, 2, 0.01)(x * 2 + 0.5, y)
+    with pytest.raises(ValueError):  # UserError is a ValueError for Python callers
+        PGD(sce_model, 0.1, 2, 0.01)(x, y[:2])

@@ -85,3 +85,16 @@ def test_entry_point_exit_code_and_no_traceback(tmp_path: Path) -> None:
                           capture_output=True, text=True)
     assert proc.returncode == 2
     assert proc.stderr.strip().startswith("robustloss: error:") and "Traceback" not in proc.stderr
+
+
+def test_recipes_are_valid_and_paper_columns_match_suites() -> None:
+    from robustloss.evaluation.suite import SUITES
+    from robustloss.reproduce import RECIPES
+
+    for recipe in RECIPES.values():
+        assert recipe.suite in SUITES
+        labels = {spec.label for spec in SUITES[recipe.suite]}
+        for name, config in recipe.runs.items():
+            config.validate()
+            if name in recipe.paper:
+                assert set(recipe.paper[name]) - {"clean"} == labels, name

@@ -101,6 +101,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--out", default=None, help="output folder (default: results/NAME)")
     r.add_argument("--epochs", type=int, default=None, help="override the recipe's epochs")
     r.add_argument("--n", type=int, default=None, help="override the number of test points")
+    r.add_argument("--data-dir", default=None, help="folder with the dataset files (CIFAR recipes)")
     r.add_argument("--force", action="store_true", help="retrain and re-evaluate from scratch")
     _add_device(r)
 
@@ -164,8 +165,8 @@ def _evaluate(args: argparse.Namespace) -> int:
 def _reproduce(args: argparse.Namespace) -> int:
     from robustloss.reproduce import reproduce
 
-    print(reproduce(args.name, args.out, device=args.device, epochs=args.epochs, n_eval=args.n, force=args.force,
-                    progress=not args.no_progress), end="")
+    print(reproduce(args.name, args.out, device=args.device, epochs=args.epochs, n_eval=args.n,
+                    data_dir=args.data_dir, force=args.force, progress=not args.no_progress), end="")
     return 0
 
 

@@ -86,7 +86,7 @@ class MultiTargetPGD(IterativeAttack):
         centers = class_centers(self.model)
         if centers is not None:
             centers = centers.to(device=logits.device, dtype=torch.float64)
-            closeness = -torch.cdist(centers, centers)[labels].masked_fill(true, float("-inf"))
+            closeness = (-torch.cdist(centers, centers)[labels]).masked_fill(true, float("-inf"))
             # primary key: center distance (ties within 1e-4 relative); secondary: the clean logits
             order = order.gather(1, _descending_rank(closeness.gather(1, order), 1e-4))
         return order[:, :min(self.k, num_classes - 1)]

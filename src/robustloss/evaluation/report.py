@@ -17,8 +17,12 @@ def markdown_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def results_table(results: dict[str, dict[str, Any]]) -> str:
-    """One row per model (key), columns: clean, every attack label, worst case (accuracies in %)."""
+def results_table(results: dict[str, dict[str, Any]], paper: dict[str, dict[str, str]] | None = None) -> str:
+    """One row per model (key), columns: clean, every attack label, worst case (accuracies in %).
+
+    ``paper`` maps a model key to the published figures (column label -> text); such
+    a model gets a second row ``KEY (paper)`` right below ours, never instead of it.
+    """
     labels: list[str] = []
     for res in results.values():
         for att in res["attacks"]:
@@ -30,4 +34,7 @@ def results_table(results: dict[str, dict[str, Any]]) -> str:
         by_label = {a["label"]: a["robust_accuracy"] for a in res["attacks"]}
         rows.append([name, pct(res["clean_accuracy"]), *(pct(by_label.get(lb, float("nan"))) for lb in labels),
                      pct(res["worst_case_accuracy"])])
+        if paper and name in paper:
+            ref = paper[name]
+            rows.append([f"{name} (paper)", ref.get("clean", "-"), *(ref.get(lb, "-") for lb in labels), "-"])
     return markdown_table(header, rows)

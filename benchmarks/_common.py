@@ -101,25 +101,28 @@ def loadavg() -> list[float]:
     return [round(v, 2) for v in os.getloadavg()]
 
 
-def interleaved(fns: dict[str, Callable[[], Any]], reps: int, warmup: int = 1) -> dict[str, list[float]]:
-    """Time every function ``reps`` times, interleaved (order alternates each repetition).
+def interleaved(fns: dict[str, Callable[[], Any]], reps: int, warmup: int = 1) -> dict[str, dict[str, list[float]]]:
+    """Time every function ``reps`` times, interleaved (order alternates each repetition: AB BA AB ...).
 
-    Returns the wall-clock seconds of every repetition per name.  ``warmup``
-    untimed calls of each function come first (allocator, kernel caches).
+    Returns ``{"cpu": {name: [s, ...]}, "wall": {name: [s, ...]}}``: the process CPU
+    time (``time.process_time``) and the wall-clock time of every repetition.
+    ``warmup`` untimed calls of each function come first (allocator, kernel caches).
     """
     names = list(fns)
     for _ in range(warmup):
         for name in names:
             fns[name]()
-    times: dict[str, list[float]] = {name: [] for name in names}
+    out: dict[str, dict[str, list[float]]] = {"cpu": {n: [] for n in names}, "wall": {n: [] for n in names}}
     for r in range(reps):
         order = names if r % 2 == 0 else names[::-1]
         for name in order:
             gc.collect()
-            t0 = time.perf_counter()
+            c0, w0 = time.process_time(), time.perf_counter()
             fns[name]()
-            times[name].append(time.perf_counter() - t0)
-    return times
+            w1, c1 = time.perf_counter(), time.process_time()
+            out["cpu"][name].append(c1 - c0)
+            out["wall"][name].append(w1 - w0)
+    return out
 
 
 def med(values: list[float]) -> float:
@@ -134,25 +137,39 @@ def spread(values: list[float]) -> tuple[float, float]:
     return q[0], q[2]
 
 
-def ratio_row(case: str, times: dict[str, list[float]], num: str, den: str, *, target: float,
-              higher_is_better: bool = False, unit_scale: float = 1e3, unit: str = "ms",
-              per: int = 1, **extra: Any) -> dict[str, Any]:
-    """One result row: median of each side (per unit of work), their ratio, pass/fail vs ``target``.
-
-    ``ratio = median(num) / median(den)`` of the *times*; with ``higher_is_better`` the
-    row reports the throughput ratio ``median(den) / median(num)`` instead.
-    """
+def _ratio(times: dict[str, list[float]], num: str, den: str, higher_is_better: bool) -> tuple[float, list[float]]:
     m_num, m_den = med(times[num]), med(times[den])
     ratio = (m_den / m_num) if higher_is_better else (m_num / m_den)
     paired = [(b / a) if higher_is_better else (a / b) for a, b in zip(times[num], times[den])]
+    return ratio, paired
+
+
+def ratio_row(case: str, timings: dict[str, dict[str, list[float]]], num: str, den: str, *, target: float,
+              higher_is_better: bool = False, unit_scale: float = 1e3, unit: str = "ms",
+              per: int = 1, per_label: str = "call", **extra: Any) -> dict[str, Any]:
+    """One result row: median of each side, their ratio, pass/fail vs ``target``.
+
+    The ratio is ``median(num) / median(den)`` of the times (``higher_is_better``:
+    the throughput ratio ``median(den) / median(num)``).  It is judged on the
+    process CPU time, which a busy shared machine perturbs far less than the
+    wall clock (time spent waiting for a core is not counted); the wall-clock
+    ratio of the same repetitions is reported next to it.  Medians are given
+    per ``per_label`` (``per`` of them in one repetition).
+    """
+    cpu, wall = timings["cpu"], timings["wall"]
+    ratio, paired = _ratio(cpu, num, den, higher_is_better)
+    wall_ratio, wall_paired = _ratio(wall, num, den, higher_is_better)
     passed = ratio >= target if higher_is_better else ratio <= target
-    row = {"case": case, "num": num, "den": den, "ratio": ratio,
-           "paired_ratio_range": [min(paired), max(paired)],
-           f"median_{num}_{unit}": m_num * unit_scale / per, f"median_{den}_{unit}": m_den * unit_scale / per,
-           "iqr_" + num: [v * unit_scale / per for v in spread(times[num])],
-           "iqr_" + den: [v * unit_scale / per for v in spread(times[den])],
-           "unit": unit + ("" if per == 1 else f" per {extra.get('per_label', 'item')}"),
-           "reps": len(times[num]), "target": ("≥ " if higher_is_better else "≤ ") + f"{target:g}",
+    scale = unit_scale / per
+    row = {"case": case, "num": num, "den": den, "ratio": ratio, "wall_ratio": wall_ratio,
+           "paired_ratio_median": med(paired), "paired_ratio_range": [min(paired), max(paired)],
+           "wall_paired_ratio_range": [min(wall_paired), max(wall_paired)],
+           "median_cpu": {num: med(cpu[num]) * scale, den: med(cpu[den]) * scale},
+           "median_wall": {num: med(wall[num]) * scale, den: med(wall[den]) * scale},
+           "iqr_cpu": {num: [v * scale for v in spread(cpu[num])], den: [v * scale for v in spread(cpu[den])]},
+           "unit": unit + ("" if per == 1 else f"/{per_label}"), "per_rep": per,
+           "reps": len(cpu[num]), "higher_is_better": higher_is_better,
+           "target": ("≥ " if higher_is_better else "≤ ") + f"{target:g}", "target_value": target,
            "pass": passed}
     row.update(extra)
     return row
@@ -160,12 +177,13 @@ def ratio_row(case: str, times: dict[str, list[float]], num: str, den: str, *, t
 
 def print_row(row: dict[str, Any]) -> None:
     num, den, unit = row["num"], row["den"], row["unit"]
-    keys = [k for k in row if k.startswith("median_")]
-    meds = ", ".join(f"{k[len('median_'):]}={row[k]:.3f}" for k in keys)
+    kind = "throughput " if row["higher_is_better"] else ""
     lo, hi = row["paired_ratio_range"]
-    print(f"  {row['case']}: ratio {num}/{den}{' (throughput)' if '≥' in row['target'] else ''} = "
-          f"{row['ratio']:.3f} (per-rep {lo:.3f}..{hi:.3f}), medians [{unit}]: {meds}, "
-          f"reps={row['reps']}, target {row['target']}: {'PASS' if row['pass'] else 'FAIL'}")
+    mc, mw = row["median_cpu"], row["median_wall"]
+    print(f"  {row['case']}: {kind}ratio {num}/{den} = {row['ratio']:.3f} (CPU time; per-rep pairs median "
+          f"{row['paired_ratio_median']:.3f}, range {lo:.3f}..{hi:.3f}; wall-clock ratio {row['wall_ratio']:.3f})")
+    print(f"    medians [{unit}] CPU: {num} {mc[num]:.3f}, {den} {mc[den]:.3f}; wall: {num} {mw[num]:.3f}, "
+          f"{den} {mw[den]:.3f}; reps={row['reps']}; target {row['target']}: {'PASS' if row['pass'] else 'FAIL'}")
 
 
 def finish(result: dict[str, Any], json_path: str | None, start_conditions: dict[str, Any], t0: float) -> None:
@@ -203,10 +221,13 @@ class ForwardCounter:
         self.handle.remove()
 
 
-def train_sce_lenet(n_images: int = 10_000, epochs: int = 2, seed: int = 0, batch_size: int = 128) -> Any:
+def train_sce_lenet(n_images: int = 10_000, epochs: int = 3, seed: int = 0, batch_size: int = 128,
+                    lr: float = 0.05) -> Any:
     """A briefly trained SCE LeNet-5 on the first ``n_images`` MNIST training images (eval mode).
 
-    Uses ``Trainer.train_epoch`` directly (no checkpoint I/O).
+    Uses ``Trainer.train_epoch`` directly (no checkpoint I/O).  lr 0.05 instead of the
+    default 0.01: with 0.01 LeNet-5 is still at ~75 % test accuracy after 2 epochs on
+    10k images; 3 epochs at 0.05 reach ~93 %.
     """
     import tempfile
 
@@ -217,7 +238,7 @@ def train_sce_lenet(n_images: int = 10_000, epochs: int = 2, seed: int = 0, batc
     x, y = datasets.load("mnist", "train")
     x, y = x[:n_images], y[:n_images]
     cfg = TrainConfig(dataset="mnist", model="lenet5", objective="sce", epochs=epochs, batch_size=batch_size,
-                      seed=seed, train_limit=n_images)
+                      seed=seed, train_limit=n_images, lr=lr)
     with tempfile.TemporaryDirectory() as tmp:
         trainer = Trainer(cfg, tmp, device="cpu", progress=False, log=lambda _msg: None)
         for epoch in range(epochs):

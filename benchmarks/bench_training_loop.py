@@ -29,7 +29,7 @@ def main() -> None:
     p = C.base_parser(__doc__.splitlines()[0])
     p.add_argument("--images", type=int, default=10_000)
     p.add_argument("--batch", type=int, default=128)
-    p.add_argument("--reps", type=int, default=7, help="epochs per side")
+    p.add_argument("--reps", type=int, default=15, help="epochs per side")
     args = p.parse_args()
     C.setup_threads(args.threads)
     t0 = time.perf_counter()
@@ -76,10 +76,11 @@ def main() -> None:
     times = C.interleaved({"ours": ours, "bare": bare}, reps=args.reps, warmup=1)
     row = C.ratio_row(f"LeNet-5 + SCE, 1 epoch of {args.images} MNIST images, batch {batch}",
                       times, "ours", "bare", target=TARGET, higher_is_better=True, unit_scale=1.0, unit="s",
-                      images_per_s_ours=args.images / C.med(times["ours"]),
-                      images_per_s_bare=args.images / C.med(times["bare"]))
+                      images_per_s_ours=args.images / C.med(times["wall"]["ours"]),
+                      images_per_s_bare=args.images / C.med(times["wall"]["bare"]))
     C.print_row(row)
-    print(f"  throughput: ours {row['images_per_s_ours']:.0f} img/s, bare {row['images_per_s_bare']:.0f} img/s")
+    print(f"    wall-clock throughput: ours {row['images_per_s_ours']:.0f} img/s, "
+          f"bare {row['images_per_s_bare']:.0f} img/s")
     tmp.cleanup()
     result = {"id": "training_loop", "title": "Our training loop vs a bare PyTorch loop (throughput)",
               "target": f"≥ {TARGET}", "rows": [row], "pass": row["pass"]}

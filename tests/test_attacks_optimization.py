@@ -156,9 +156,9 @@ def test_spsa_defaults_follow_the_papers() -> None:
 def test_spsa_drives_accuracy_down(sce_model: Classifier, mnist_test: tuple[Tensor, Tensor]) -> None:
     x, y = mnist_test[0][:50], mnist_test[1][:50]
     clean = float((predict(sce_model, x) == y).float().mean())
-    x_adv = SPSA(sce_model, 0.3, steps=5, samples=64, lr=0.1)(x, y)
+    x_adv = SPSA(sce_model, 0.3, steps=10, samples=64, lr=0.1)(x, y)
     acc = float((predict(sce_model, x_adv) == y).float().mean())
-    assert acc <= clean - 0.4                                      # measured ~0.87 -> ~0.17
+    assert acc <= clean - 0.4                                      # measured 0.98 -> 0.38 (first 50 points, fixture of conftest)
     assert float((x_adv - x).abs().max()) <= 0.3 + 1e-6
     assert float(x_adv.min()) >= 0 and float(x_adv.max()) <= 1
 

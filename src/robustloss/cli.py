@@ -92,6 +92,10 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--seed", type=int, default=0, help="seed of the attacks' randomness")
     e.add_argument("--worst-case", action="store_true",
                    help="ensemble mode: each attack only on the points that survived the previous ones")
+    e.add_argument("--diagnose", action="store_true",
+                   help="also run the gradient-masking checks (docs/attacks.md); a WARNING line per failed check")
+    e.add_argument("--diagnose-eps", type=float, default=None,
+                   help="L-inf eps of the checks, implies --diagnose; None: the suite's largest eps")
     e.add_argument("--data-dir", default=None)
     _add_device(e)
 
@@ -157,8 +161,16 @@ def _evaluate(args: argparse.Namespace) -> int:
         name = args.name or suite_name.rsplit("/", 1)[-1].removesuffix(".json")
     summary = evaluate_run(args.run_dir, suite, name=name, n=args.n, split=args.split, batch_size=args.batch_size,
                            device=args.device, seed=args.seed, worst_case=args.worst_case, data_dir=args.data_dir,
-                           progress=not args.no_progress)
+                           progress=not args.no_progress, diagnose=args.diagnose or args.diagnose_eps is not None,
+                           diagnose_eps=args.diagnose_eps)
     print(results_table({args.run_dir: summary}), end="")
+    if "diagnostics" in summary:
+        from robustloss.evaluation.diagnostics import warning_lines
+
+        checks = summary["diagnostics"]["checks"]
+        print(f"diagnostics: {sum(c['passed'] for c in checks)} of {len(checks)} gradient-masking checks passed")
+        for line in warning_lines(checks):
+            print(f"robustloss: {line}", file=sys.stderr)
     return 0
 
 

@@ -42,7 +42,8 @@ class APGD(IterativeAttack):
     halved and its iterate reset to ``x_max`` if (1) the loss increased in fewer
     than ``rho * (w_j - w_{j-1})`` of the steps since the last checkpoint, or (2)
     neither its step size nor ``f_max`` changed since the last checkpoint.  All
-    of this is per example.  ``steps`` counts gradient evaluations (as in PGD).
+    of this is per example.  ``steps`` counts gradient evaluations (as in PGD);
+    ``step_size`` in :meth:`params` is the initial step ``2 eps``.
 
     Loss ``f``: ``loss="adaptive"`` (default; CE for softmax objectives, the
     objective's adaptive loss otherwise, seed 000 App. B.4), ``"ce"`` (APGD-CE of

@@ -16,7 +16,8 @@ their ``.grad`` are never touched; inputs are never modified in place.
 FGSM, MIM, ...): random start, ``steps`` gradient steps with a norm-specific
 update and projection, restarts, and keeping for every example the first iterate
 that fools the model (so a point is robust only if it survives every iterate of
-every restart).  Restarts run only on the points still robust.
+every restart); a fooled example leaves the batch, so later steps cost nothing
+for it.  Restarts run only on the points still robust.
 """
 
 from __future__ import annotations
@@ -127,6 +128,8 @@ class Attack:
         self.generator = torch.Generator().manual_seed(self.seed)
         #: per-example distortion of the last call (minimum-norm attacks only)
         self.distortion: Tensor | None = None
+        #: per-example success of the last call, where the attack tracks it
+        self.success: Tensor | None = None
 
     # ------------------------------------------------------------------ helpers
     def forward(self, x: Tensor) -> ModelOutput:
@@ -201,9 +204,12 @@ class IterativeAttack(Attack):
 
     def __init__(self, model: nn.Module, eps: float, steps: int, step_size: float | None = None, *,
                  norm: str = "linf", random_start: bool = True, restarts: int = 1,
-                 loss: str | AttackLoss | None = None, targeted: bool = False,
+                 loss: str | AttackLoss | None = None, targeted: bool = False, final_iterate: bool = False,
                  bounds: tuple[float, float] = (0.0, 1.0), seed: int = 0) -> None:
         super().__init__(model, loss=loss, targeted=targeted, bounds=bounds, seed=seed)
+        #: return the last iterate of every example (adversarial training, transfer)
+        #: instead of its first fooling iterate (evaluation)
+        self.final_iterate = bool(final_iterate)
         self.eps = check_range("eps", float(eps), low=0.0)
         if int(steps) != steps or steps < 1:
             raise UserError(f"steps must be an integer >= 1, got {steps!r}")
@@ -229,36 +235,52 @@ class IterativeAttack(Attack):
 
     def perturb(self, x: Tensor, labels: Tensor, targets: Tensor | None) -> Tensor:
         best = x.clone()
+        success = torch.zeros(x.shape[0], dtype=torch.bool, device=x.device)
         todo = torch.arange(x.shape[0], device=x.device)
-        if self.eps == 0:
-            return best
-        for _ in range(self.restarts):
-            if todo.numel() == 0:
-                break
-            t = None if targets is None else targets[todo]
-            adv, fooled = self.run(x[todo], labels[todo], t)
-            best[todo] = adv
-            todo = todo[~fooled]
+        if self.eps > 0:
+            for _ in range(self.restarts):
+                if todo.numel() == 0:
+                    break
+                t = None if targets is None else targets[todo]
+                adv, fooled = self.run(x[todo], labels[todo], t)
+                best[todo] = adv
+                success[todo[fooled]] = True
+                todo = todo[~fooled]
+        self.success = success
         return best
 
     def run(self, x: Tensor, labels: Tensor, targets: Tensor | None) -> tuple[Tensor, Tensor]:
-        """One restart: returns (x_adv, fooled) where fooled marks examples some iterate fooled."""
-        x_adv = x.clone()
+        """One restart: returns ``(x_adv, fooled)``.
+
+        Unless ``final_iterate``, an example leaves the batch at its first fooling
+        iterate, which is what it returns (so later steps cost nothing for it);
+        ``fooled`` marks the examples some iterate fooled.  State tensors from
+        :meth:`init_state` must have the batch as their first dimension.
+        """
+        result = x.clone()
+        x_adv = x
         if self.random_start:
             x_adv = self.clamp(x + random_in_ball(x.shape, self.eps, self.norm, self.generator, x.device, x.dtype))
-        found = x_adv.clone()
         fooled = torch.zeros(x.shape[0], dtype=torch.bool, device=x.device)
+        idx = torch.arange(x.shape[0], device=x.device)
+        x0, lab, tgt = x, labels, targets
         state = self.init_state(x)
         for _ in range(self.steps):
-            _, logits, grad = self.loss_and_grad(x_adv, labels, targets)
-            hit = self.is_adversarial(logits, labels, targets) & ~fooled
-            found[hit] = x_adv[hit]
-            fooled |= hit
+            _, logits, grad = self.loss_and_grad(x_adv, lab, tgt)
+            if not self.final_iterate:
+                hit = self.is_adversarial(logits, lab, tgt)
+                if bool(hit.any()):
+                    result[idx[hit]] = x_adv[hit]
+                    fooled[idx[hit]] = True
+                    keep = ~hit
+                    idx, x_adv, x0, lab, grad = idx[keep], x_adv[keep], x0[keep], lab[keep], grad[keep]
+                    tgt = None if tgt is None else tgt[keep]
+                    state = {k: v[keep] for k, v in state.items()}
+                    if idx.numel() == 0:
+                        return result, fooled
             step = self.step_size * self.direction(grad, state)
-            x_adv = self.clamp(x + project(x_adv + step - x, self.eps, self.norm))
-        logits = self.forward(x_adv).logits
-        hit = self.is_adversarial(logits, labels, targets) & ~fooled
-        found[hit] = x_adv[hit]
-        fooled |= hit
-        found[~fooled] = x_adv[~fooled]
-        return found, fooled
+            x_adv = self.clamp(x0 + project(x_adv + step - x0, self.eps, self.norm))
+        hit = self.is_adversarial(self.forward(x_adv).logits, lab, tgt)
+        result[idx] = x_adv
+        fooled[idx[hit]] = True
+        return result, fooled

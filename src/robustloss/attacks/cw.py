@@ -106,7 +106,7 @@ class CarliniWagnerL2(Attack):
         unit = ((x - lo) / (hi - lo) * 2 - 1).clamp(-1 + 1e-6, 1 - 1e-6)
         return torch.atanh(unit)
 
-    def success(self, logits: Tensor, margin: Tensor, labels: Tensor, targets: Tensor | None) -> Tensor:
+    def margin_success(self, logits: Tensor, margin: Tensor, labels: Tensor, targets: Tensor | None) -> Tensor:
         return self.is_adversarial(logits, labels, targets) & (margin >= self.confidence)
 
     # ------------------------------------------------------------------ attack
@@ -117,7 +117,7 @@ class CarliniWagnerL2(Attack):
         if n:
             out = self.forward(x)
             margin = self.loss_fn(out, labels, targets)
-            already = self.success(out.logits, margin, labels, targets)
+            already = self.margin_success(out.logits, margin, labels, targets)
             best_sq[already] = 0.0
             todo = (~already).nonzero().squeeze(1)
         else:
@@ -139,7 +139,7 @@ class CarliniWagnerL2(Attack):
         if n and bool(hit.any()):
             # successes were decided on sub-batches; confirm them on the returned batch itself
             out = self.forward(best)
-            hit &= self.success(out.logits, self.loss_fn(out, labels, targets), labels, targets)
+            hit &= self.margin_success(out.logits, self.loss_fn(out, labels, targets), labels, targets)
             best[~hit] = x[~hit]
         self.distortion = torch.where(hit, lp_norm(best - x, "l2").to(torch.float64),
                                       torch.full_like(best_sq, math.inf)).to(x.dtype)
@@ -175,7 +175,7 @@ class CarliniWagnerL2(Attack):
                 (grad,) = torch.autograd.grad(loss.sum(), wa)
             loss, sq, margin, xa = loss.detach(), sq.detach(), margin.detach(), xa.detach()
             # keep the smallest successful iterate seen so far
-            ok = self.success(out.logits.detach(), margin, labels[active], t)
+            ok = self.margin_success(out.logits.detach(), margin, labels[active], t)
             found[active] |= ok
             rows = where[active]
             better = ok & (sq.to(torch.float64) < best_sq[rows])

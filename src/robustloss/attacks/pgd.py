@@ -11,7 +11,9 @@ class PGD(IterativeAttack):
     ``dir`` is ``sign`` for ``norm="linf"`` and ``g / ||g||_2`` for ``norm="l2"``.
     The loss ``L`` is the objective's adaptive form-1 loss by default (seed 000
     App. B.4: CE for SCE; ``L_MMC(z,y)`` untargeted, ``-L_MMC(z,y_t)`` targeted
-    for MMC).  Defaults follow seed 000 Sec. 4.2 on MNIST (step 0.01, random start).
+    for MMC).  ``eps`` and ``steps`` are required; ``step_size`` defaults to
+    ``eps / steps`` (seed 000 Sec. 4.2 uses 0.01 on MNIST and 2/255 on CIFAR; the
+    built-in suites set them).  Random start on by default (Madry et al. 2018).
 
     Call ``PGD(classifier, eps, steps, step_size)(x, y, targets=None)``.
     """

@@ -138,7 +138,8 @@ def transfer_matrix(substitutes: Mapping[str, nn.Module], targets: Mapping[str, 
     loss, in batches of ``batch_size``) and evaluated on every target; the value
     for ``(substitute, target)`` is the target's accuracy on them (all points,
     whether or not the target classified the clean point correctly).  A
-    substitute that is also a target gives the white-box number on the diagonal.
+    substitute that is also a target gives the white-box number on the diagonal
+    (of the full-length attack when ``final_iterate=True``).
     """
     name, params = parse_attack_spec(attack_spec)
     if x.shape[0] != y.shape[0]:

@@ -54,7 +54,6 @@ fail by chance on few points, and passing all of them proves nothing either.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -65,6 +64,12 @@ from robustloss.attacks import FGSM, PGD, SPSA, Attack, AttackLoss, eval_mode
 from robustloss.attacks.base import random_in_ball
 from robustloss.attacks.losses import forward, resolve_loss
 from robustloss.errors import UserError, check_range, unknown_choice
+from robustloss.evaluation.suite import AttackSpec
+
+#: number of points the checks use by default (the first ones of the evaluation set)
+DEFAULT_N = 200
+#: attacks whose ``eps`` option is an L-inf radius (unless ``norm="l2"``), for :func:`default_eps`
+LINF_EPS_ATTACKS = ("apgd", "bim", "fgsm", "mim", "multitarget", "pgd", "simba", "spsa", "transfer")
 
 #: the names of the checks, in the order they run
 CHECKS = ("iterative-beats-one-step", "white-box-beats-black-box", "accuracy-falls-with-eps",
@@ -89,46 +94,8 @@ def _pct(v: float) -> str:
     return "n/a" if v != v else f"{100 * v:.1f}%"
 
 
-class _Runner:
-    """Attacks on the chosen points, batch by batch, in eval mode; accuracies over all points."""
-
-    def __init__(self, model: nn.Module, x: Tensor, y: Tensor, batch_size: int, device: torch.device) -> None:
-        self.model, self.x, self.y = model, x, y
-        self.batch_size, self.device = batch_size, device
-
-    def predict(self, x: Tensor) -> Tensor:
-        with eval_mode(self.model), torch.no_grad():
-            return torch.cat([self.model(x[i:i + self.batch_size].to(self.device)).argmax(1).cpu()
-                              for i in range(0, len(x), self.batch_size)])
-
-    def robust(self, attack: Attack, n: int | None = None) -> Tensor:
-        """(n,) bool: correct after ``attack`` (only clean-correct points are attacked)."""
-        x, y = self.x[:n], self.y[:n]
-        ok = self.predict(x) == y
-        idx = torch.nonzero(ok).squeeze(1)
-        for i in range(0, len(idx), self.batch_size):
-            j = idx[i:i + self.batch_size]
-            x_adv = attack(x[j].to(self.device), y[j].to(self.device))
-            ok[j] = self.predict(x_adv) == y[j]
-        return ok
-
-
-def _accuracy(fn: Callable[[], Tensor]) -> tuple[float, str]:
-    """Run an attack; (accuracy, "") or (NaN, why it could not run)."""
-    try:
-        return float(fn().float().mean()), ""
-    except RuntimeError as exc:  # e.g. the loss does not reach the input through autograd
-        return float("nan"), str(exc).splitlines()[0]
-
-
-def _compare(name: str, strong: str, a_strong: float, weak: str, a_weak: float, tolerance: float,
-             why: str, values: dict[str, Any]) -> Check:
-    if why:
-        return Check(name, False, f"{strong} could not run: {why}", values)
-    passed = a_strong <= a_weak + tolerance
-    rel = "<=" if a_strong <= a_weak else ">"
-    verdict = "ok" if passed else f"the stronger attack is weaker by more than {_pct(tolerance)}: gradient masking?"
-    return Check(name, passed, f"{strong} {_pct(a_strong)} {rel} {weak} {_pct(a_weak)} ({verdict})", values)
+def _first_line(exc: Exception) -> str:
+    return (str(exc).splitlines() or [type(exc).__name__])[0]
 
 
 def gradient_status(model: nn.Module, loss_fn: AttackLoss, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
@@ -140,18 +107,188 @@ def gradient_status(model: nn.Module, loss_fn: AttackLoss, x: Tensor, y: Tensor)
     with eval_mode(model), torch.enable_grad():
         xg = x.detach().clone().requires_grad_(True)
         loss = loss_fn(forward(model, xg), y, None)
-        if not loss.requires_grad:
-            grad = torch.zeros_like(xg)
-        else:
-            (g,) = torch.autograd.grad(loss.sum(), xg, allow_unused=True)
-            grad = torch.zeros_like(xg) if g is None else g.detach()
-    flat = grad.flatten(1)
-    nonfinite = ~torch.isfinite(flat).all(dim=1)
-    zero = (flat == 0).all(dim=1)
-    return zero.cpu(), nonfinite.cpu()
+        grad = None
+        if loss.requires_grad:
+            (grad,) = torch.autograd.grad(loss.sum(), xg, allow_unused=True)
+        flat = (torch.zeros_like(xg) if grad is None else grad.detach()).flatten(1)
+    return (flat == 0).all(dim=1).cpu(), (~torch.isfinite(flat).all(dim=1)).cpu()
 
 
-def diagnose(model: nn.Module, x: Tensor, y: Tensor, *, eps: float, n: int = 200, steps: int = 20,
+class _Diagnosis:
+    """The checks on fixed points; attacks batch by batch in eval mode, PGD runs shared between checks."""
+
+    def __init__(self, model: nn.Module, x: Tensor, y: Tensor, *, eps: float, steps: int,
+                 loss: str | AttackLoss | None, bounds: tuple[float, float], batch_size: int,
+                 device: torch.device, seed: int) -> None:
+        self.model, self.x, self.y, self.eps, self.steps, self.loss = model, x, y, eps, steps, loss
+        self.bounds, self.batch_size, self.device, self.seed = bounds, batch_size, device, seed
+        self.clean = self.predict(x) == y
+        self._pgd: dict[float, tuple[Tensor | None, str]] = {}
+
+    def predict(self, x: Tensor) -> Tensor:
+        with eval_mode(self.model), torch.no_grad():
+            return torch.cat([self.model(x[i:i + self.batch_size].to(self.device)).argmax(1).cpu()
+                              for i in range(0, len(x), self.batch_size)])
+
+    def robust(self, attack: Attack, m: int | None = None) -> tuple[Tensor | None, str]:
+        """(robust per point of the first ``m``, "") - or (None, why) if the attack could not run.
+
+        Only clean-correct points are attacked; the others count as not robust.
+        """
+        ok = self.clean[:m].clone()
+        idx = torch.nonzero(ok).squeeze(1)
+        try:
+            for i in range(0, len(idx), self.batch_size):
+                j = idx[i:i + self.batch_size]
+                ok[j] = self.predict(attack(self.x[j].to(self.device), self.y[j].to(self.device))) == self.y[j]
+        except RuntimeError as exc:  # e.g. the loss does not reach the input through autograd
+            return None, _first_line(exc)
+        return ok, ""
+
+    def pgd(self, radius: float) -> tuple[Tensor | None, str]:
+        """PGD-``steps`` at ``radius`` (step ``2.5 radius / steps``, random start); cached per radius."""
+        if radius not in self._pgd:
+            attack = PGD(self.model, radius, self.steps, 2.5 * radius / self.steps, loss=self.loss,
+                         bounds=self.bounds, seed=self.seed)
+            self._pgd[radius] = self.robust(attack)
+        return self._pgd[radius]
+
+    def compare(self, name: str, strong: str, weak: str, rob_strong: Tensor | None, rob_weak: Tensor | None,
+                why: str, tolerance: float, values: dict[str, Any]) -> Check:
+        """Pass if the (supposedly) stronger attack leaves at most ``tolerance`` more accuracy."""
+        a_strong, a_weak = _acc(rob_strong), _acc(rob_weak)
+        values.update({"n": len(rob_strong) if rob_strong is not None else None, "tolerance": tolerance})
+        if why:
+            return Check(name, False, f"an attack could not run: {why}", values)
+        passed = a_strong <= a_weak + tolerance
+        rel = "<=" if a_strong <= a_weak else ">"
+        verdict = "ok" if passed else f"{strong} is weaker by more than {_pct(tolerance)}: gradient masking?"
+        return Check(name, passed, f"{strong} {_pct(a_strong)} {rel} {weak} {_pct(a_weak)} ({verdict})", values)
+
+    # ------------------------------------------------------------------ the checks
+    def iterative_beats_one_step(self, tolerance: float) -> Check:
+        rob, why = self.pgd(self.eps)
+        fgsm, why_f = self.robust(FGSM(self.model, self.eps, loss=self.loss, bounds=self.bounds, seed=self.seed))
+        values = {"eps": self.eps, "clean_accuracy": _acc(self.clean), "pgd_steps": self.steps,
+                  "pgd_accuracy": _acc(rob), "fgsm_accuracy": _acc(fgsm)}
+        return self.compare("iterative-beats-one-step", f"PGD-{self.steps}", "FGSM", rob, fgsm, why or why_f,
+                            tolerance, values)
+
+    def white_box_beats_black_box(self, tolerance: float, spsa_n: int, spsa_steps: int, spsa_samples: int,
+                                  spsa_lr: float | None) -> Check:
+        m = min(spsa_n, len(self.x))
+        lr = 2 * self.eps / spsa_steps if spsa_lr is None else float(spsa_lr)
+        rob, why = self.pgd(self.eps)
+        spsa = SPSA(self.model, self.eps, spsa_steps, samples=spsa_samples, lr=lr, loss=self.loss,
+                    bounds=self.bounds, seed=self.seed)
+        rob_s, why_s = self.robust(spsa, m)
+        rob = None if rob is None else rob[:m]
+        values = {"eps": self.eps, "pgd_steps": self.steps, "pgd_accuracy": _acc(rob), "spsa_accuracy": _acc(rob_s),
+                  "spsa_steps": spsa_steps, "spsa_samples": spsa_samples, "spsa_lr": lr}
+        return self.compare("white-box-beats-black-box", f"PGD-{self.steps}", f"SPSA-{spsa_steps} (black box)",
+                            rob, rob_s, why or why_s, tolerance, values)
+
+    def accuracy_falls_with_eps(self, tolerance: float, large: float, max_accuracy: float) -> Check:
+        name = "accuracy-falls-with-eps"
+        radii = sorted({self.eps, *([2 * self.eps] if 2 * self.eps < large else []), large})
+        runs = [self.pgd(r) for r in radii]
+        accs = [_acc(rob) for rob, _ in runs]
+        values = {"eps": radii, "pgd_steps": self.steps, "pgd_accuracy": accs,
+                  "max_accuracy_at_large_eps": max_accuracy, "tolerance": tolerance, "n": len(self.x)}
+        why = next((w for _, w in runs if w), "")
+        if why:
+            return Check(name, False, f"PGD-{self.steps} could not run: {why}", values)
+        problems = []
+        rises = [f"{_pct(a)} at eps={r:g} after {_pct(p)} at eps={q:g}"
+                 for q, p, r, a in zip(radii, accs, radii[1:], accs[1:]) if a > p + tolerance]
+        if rises:
+            problems.append("accuracy rises with eps (" + "; ".join(rises) + ")")
+        if accs[-1] > max_accuracy:
+            problems.append(f"{_pct(accs[-1])} > {_pct(max_accuracy)} survive at eps={large:g}, "
+                            "where an unbounded attack should fool every point")
+        verdict = "ok" if not problems else "; ".join(problems) + ": gradient masking?"
+        curve = ", ".join(f"eps={r:g}: {_pct(a)}" for r, a in zip(radii, accs))
+        return Check(name, not problems, f"PGD-{self.steps} {curve} ({verdict})", values)
+
+    def finite_nonzero_gradients(self, max_fraction: float) -> Check:
+        loss_fn = resolve_loss(self.model, self.loss)
+        gen = torch.Generator().manual_seed(self.seed)
+        status: dict[str, list[Tensor]] = {"zero_clean": [], "bad_clean": [], "zero_random": [], "bad_random": []}
+        for i in range(0, len(self.x), self.batch_size):
+            xb, yb = self.x[i:i + self.batch_size], self.y[i:i + self.batch_size].to(self.device)
+            xr = (xb + random_in_ball(xb.shape, self.eps, "linf", gen, xb.device, xb.dtype)).clamp(*self.bounds)
+            for where, point in (("clean", xb), ("random", xr)):
+                zero, bad = gradient_status(self.model, loss_fn, point.to(self.device), yb)
+                status[f"zero_{where}"].append(zero)
+                status[f"bad_{where}"].append(bad)
+        frac = {k: float(torch.cat(v).float().mean()) for k, v in status.items()}
+        masked = max(float((torch.cat(status["zero_clean"]) | torch.cat(status["bad_clean"])).float().mean()),
+                     float((torch.cat(status["zero_random"]) | torch.cat(status["bad_random"])).float().mean()))
+        values = {"zero_fraction_clean": frac["zero_clean"], "nonfinite_fraction_clean": frac["bad_clean"],
+                  "zero_fraction_random": frac["zero_random"], "nonfinite_fraction_random": frac["bad_random"],
+                  "max_fraction": max_fraction, "n": len(self.x)}
+        passed = masked <= max_fraction
+        verdict = "ok" if passed else f"more than {_pct(max_fraction)} of the points have no usable gradient: " \
+                                      "gradient masking?"
+        return Check("finite-nonzero-gradients", passed,
+                     f"zero gradient at {_pct(frac['zero_clean'])} of the clean points and {_pct(frac['zero_random'])} "
+                     f"of random points in the eps={self.eps:g} ball, non-finite at {_pct(frac['bad_clean'])} and "
+                     f"{_pct(frac['bad_random'])} ({verdict})", values)
+
+    def deterministic_outputs(self) -> Check:
+        def logits() -> Tensor:
+            with eval_mode(self.model), torch.no_grad():
+                return torch.cat([self.model(self.x[i:i + self.batch_size].to(self.device)).cpu()
+                                  for i in range(0, len(self.x), self.batch_size)])
+
+        first, second = logits(), logits()
+        fin1, fin2 = torch.isfinite(first), torch.isfinite(second)
+        both = fin1 & fin2
+        diff = float((first - second).abs()[both].max()) if bool(both.any()) else 0.0
+        scale = float(first[fin1].abs().max()) if bool(fin1.any()) else 1.0
+        flips = int((first.argmax(1) != second.argmax(1)).sum())
+        passed = diff <= 1e-5 * max(scale, 1.0) and bool((fin1 == fin2).all())
+        values = {"max_abs_logit_difference": diff, "prediction_changes": flips, "n": len(self.x)}
+        verdict = "ok" if passed else "the model is random in eval mode: attack it with EOT (averaged gradients)"
+        detail = f"two forward passes differ by up to {diff:.3g} in the logits, {flips} of {len(self.x)} " \
+                 f"predictions change ({verdict})"
+        return Check("deterministic-outputs", passed, detail, values)
+
+
+def _acc(robust: Tensor | None) -> float:
+    return float("nan") if robust is None else float(robust.float().mean())
+
+
+def _check_int(name: str, value: Any, low: int) -> int:
+    if isinstance(value, bool) or int(value) != value or value < low:
+        raise UserError(f"diagnostics {name} must be an integer >= {low}, got {value!r}")
+    return int(value)
+
+
+def default_eps(suite: list[AttackSpec], eps: float | None = None) -> float:
+    """``eps`` if given, else the largest L-inf ``eps`` of the suite's attacks (their default when not set)."""
+    if eps is not None:
+        return check_range("diagnostics eps", float(eps), low=0.0, low_inclusive=False)
+    from robustloss.attacks import ATTACKS
+
+    radii = []
+    for spec in suite:
+        if spec.attack not in LINF_EPS_ATTACKS or str(spec.params.get("norm", "linf")) != "linf":
+            continue
+        value = spec.params.get("eps", ATTACKS.defaults(spec.attack).get("eps"))
+        if isinstance(value, (int, float, str)) and not isinstance(value, bool):
+            try:
+                radii.append(float(value))
+            except ValueError:
+                continue
+    radii = [r for r in radii if r > 0]
+    if not radii:
+        raise UserError("the suite has no L-inf attack with an eps to run the diagnostics at; "
+                        "give one with --diagnose-eps")
+    return max(radii)
+
+
+def diagnose(model: nn.Module, x: Tensor, y: Tensor, *, eps: float, n: int = DEFAULT_N, steps: int = 20,
              loss: str | AttackLoss | None = None, large_eps: float | None = None,
              spsa_n: int = 50, spsa_steps: int = 20, spsa_samples: int = 128, spsa_lr: float | None = None,
              tolerance: float = 0.03, max_masked_fraction: float = 0.05, large_eps_max_accuracy: float = 0.05,
@@ -160,132 +297,43 @@ def diagnose(model: nn.Module, x: Tensor, y: Tensor, *, eps: float, n: int = 200
     """Run the gradient-masking checks (see the module docstring) on the first ``n`` points of ``(x, y)``.
 
     L-inf attacks at radius ``eps``; returns one :class:`Check` per name of
-    ``checks`` (default: all of :data:`CHECKS`), in that order.
+    ``checks`` (default: all of :data:`CHECKS`), in that order.  Each check
+    that fails deserves a closer look (see docs/attacks.md).
     """
     eps = check_range("diagnostics eps", float(eps), low=0.0, low_inclusive=False)
     lo, hi = float(bounds[0]), float(bounds[1])
     if not lo < hi:
         raise UserError(f"bounds must satisfy low < high, got {bounds!r}")
-    for name, value in (("n", n), ("steps", steps), ("spsa_n", spsa_n), ("spsa_steps", spsa_steps),
-                        ("batch_size", batch_size)):
-        if isinstance(value, bool) or int(value) != value or value < 1:
-            raise UserError(f"diagnostics {name} must be an integer >= 1, got {value!r}")
-    if isinstance(spsa_samples, bool) or int(spsa_samples) != spsa_samples or spsa_samples < 2 or spsa_samples % 2:
-        raise UserError(f"diagnostics spsa_samples must be an even integer >= 2, got {spsa_samples!r}")
-    for name, value in (("tolerance", tolerance), ("max_masked_fraction", max_masked_fraction),
-                        ("large_eps_max_accuracy", large_eps_max_accuracy)):
-        check_range(f"diagnostics {name}", float(value), low=0.0, high=1.0)
+    n, steps, spsa_n, spsa_steps, batch_size = (_check_int(k, v, 1) for k, v in (
+        ("n", n), ("steps", steps), ("spsa_n", spsa_n), ("spsa_steps", spsa_steps), ("batch_size", batch_size)))
+    if _check_int("spsa_samples", spsa_samples, 2) % 2:
+        raise UserError(f"diagnostics spsa_samples must be even (antithetic pairs), got {spsa_samples!r}")
+    for key, value in (("tolerance", tolerance), ("max_masked_fraction", max_masked_fraction),
+                       ("large_eps_max_accuracy", large_eps_max_accuracy)):
+        check_range(f"diagnostics {key}", float(value), low=0.0, high=1.0)
     selected = list(CHECKS if checks is None else checks)
-    for name in selected:
-        if name not in CHECKS:
-            raise unknown_choice("diagnostic check", name, CHECKS)
+    for key in selected:
+        if key not in CHECKS:
+            raise unknown_choice("diagnostic check", key, CHECKS)
     if len(x) == 0 or len(x) != len(y):
         raise UserError(f"diagnostics need a non-empty batch with one label per input, got {len(x)} inputs "
                         f"and {len(y)} labels")
     large = (hi - lo) if large_eps is None else check_range("diagnostics large_eps", float(large_eps), low=eps)
-    resolve_loss(model, loss)  # an unknown loss name fails here, before any attack ran
-    device = torch.device(device)
-    x, y = x[:n].cpu(), y[:n].long().cpu()
-    run = _Runner(model, x, y, batch_size, device)
-    bounds = (lo, hi)
-
-    def pgd(radius: float) -> PGD:
-        return PGD(model, radius, steps, 2.5 * radius / steps, loss=loss, bounds=bounds, seed=seed)
-
-    pgd_cache: dict[float, tuple[Tensor | None, str]] = {}
-
-    def pgd_robust(radius: float) -> tuple[Tensor | None, str]:
-        if radius not in pgd_cache:
-            try:
-                pgd_cache[radius] = (run.robust(pgd(radius)), "")
-            except RuntimeError as exc:
-                pgd_cache[radius] = (None, str(exc).splitlines()[0])
-        return pgd_cache[radius]
-
-    def acc(robust: Tensor | None, m: int | None = None) -> float:
-        return float("nan") if robust is None else float(robust[:m].float().mean())
-
-    clean = run.predict(x) == y
-    out: list[Check] = []
-    for name in selected:
-        if name == "iterative-beats-one-step":
-            rob, why = pgd_robust(eps)
-            a_fgsm, why_f = _accuracy(lambda: run.robust(FGSM(model, eps, loss=loss, bounds=bounds, seed=seed)))
-            values = {"eps": eps, "clean_accuracy": acc(clean), f"pgd{steps}_accuracy": acc(rob),
-                      "fgsm_accuracy": a_fgsm, "n": len(x)}
-            out.append(_compare(name, f"PGD-{steps}", acc(rob), "FGSM", a_fgsm, tolerance, why or why_f, values))
-        elif name == "white-box-beats-black-box":
-            m = min(spsa_n, len(x))
-            lr = 2 * eps / spsa_steps if spsa_lr is None else spsa_lr
-            rob, why = pgd_robust(eps)
-            spsa = SPSA(model, eps, spsa_steps, samples=spsa_samples, lr=lr, loss=loss, bounds=bounds, seed=seed)
-            a_spsa, why_s = _accuracy(lambda: run.robust(spsa, m))
-            values = {"eps": eps, f"pgd{steps}_accuracy": acc(rob, m), "spsa_accuracy": a_spsa, "n": m,
-                      "spsa_steps": spsa_steps, "spsa_samples": spsa_samples, "spsa_lr": lr}
-            out.append(_compare(name, f"PGD-{steps}", acc(rob, m), f"SPSA-{spsa_steps} (black box)", a_spsa,
-                                tolerance, why or why_s, values))
-        elif name == "accuracy-falls-with-eps":
-            radii = sorted({eps, *([2 * eps] if 2 * eps < large else []), large})
-            accs, whys = [], []
-            for r in radii:
-                rob, why = pgd_robust(r)
-                accs.append(acc(rob))
-                whys.append(why)
-            values = {"eps": radii, f"pgd{steps}_accuracy": accs, "max_accuracy_at_large_eps": large_eps_max_accuracy,
-                      "n": len(x)}
-            curve = ", ".join(f"eps={r:g}: {_pct(a)}" for r, a in zip(radii, accs))
-            why = next((w for w in whys if w), "")
-            if why:
-                out.append(Check(name, False, f"PGD-{steps} could not run: {why}", values))
-                continue
-            rises = [f"{_pct(a)} at eps={r:g} after {_pct(p)} at eps={q:g}"
-                     for q, p, r, a in zip(radii, accs, radii[1:], accs[1:]) if a > p + tolerance]
-            problems = []
-            if rises:
-                problems.append("accuracy rises with eps (" + "; ".join(rises) + ")")
-            if accs[-1] > large_eps_max_accuracy:
-                problems.append(f"{_pct(accs[-1])} > {_pct(large_eps_max_accuracy)} survive at eps={large:g}, "
-                                "where an unbounded attack should fool every point")
-            verdict = "ok" if not problems else "; ".join(problems) + ": gradient masking?"
-            out.append(Check(name, not problems, f"PGD-{steps} {curve} ({verdict})", values))
-        elif name == "finite-nonzero-gradients":
-            loss_fn = resolve_loss(model, loss)
-            gen = torch.Generator().manual_seed(seed)
-            zero_c, bad_c, zero_r, bad_r = [], [], [], []
-            for i in range(0, len(x), batch_size):
-                xb, yb = x[i:i + batch_size], y[i:i + batch_size]
-                z, b = gradient_status(model, loss_fn, xb.to(device), yb.to(device))
-                zero_c.append(z)
-                bad_c.append(b)
-                xr = (xb + random_in_ball(xb.shape, eps, "linf", gen, xb.device, xb.dtype)).clamp(lo, hi)
-                z, b = gradient_status(model, loss_fn, xr.to(device), yb.to(device))
-                zero_r.append(z)
-                bad_r.append(b)
-            zc, bc, zr, br = (float(torch.cat(t).float().mean()) for t in (zero_c, bad_c, zero_r, bad_r))
-            worst = max(zc + bc, zr + br)
-            values = {"zero_fraction_clean": zc, "nonfinite_fraction_clean": bc, "zero_fraction_random": zr,
-                      "nonfinite_fraction_random": br, "max_fraction": max_masked_fraction, "n": len(x)}
-            passed = worst <= max_masked_fraction
-            verdict = "ok" if passed else f"more than {_pct(max_masked_fraction)} of the points have no usable " \
-                                          "gradient: gradient masking?"
-            out.append(Check(name, passed, f"zero gradient on {_pct(zc)} of clean points and {_pct(zr)} of random "
-                                           f"points in the eps={eps:g} ball; non-finite on {_pct(bc)} / {_pct(br)} "
-                                           f"({verdict})", values))
-        else:  # deterministic-outputs
-            with eval_mode(model), torch.no_grad():
-                first = torch.cat([model(x[i:i + batch_size].to(device)).cpu() for i in range(0, len(x), batch_size)])
-                second = torch.cat([model(x[i:i + batch_size].to(device)).cpu()
-                                    for i in range(0, len(x), batch_size)])
-            both = torch.isfinite(first) & torch.isfinite(second)
-            diff = float((first - second).abs()[both].max()) if bool(both.any()) else 0.0
-            nan_mismatch = bool((torch.isfinite(first) != torch.isfinite(second)).any())
-            scale = float(first[torch.isfinite(first)].abs().max()) if bool(torch.isfinite(first).any()) else 1.0
-            flips = int((first.argmax(1) != second.argmax(1)).sum())
-            passed = diff <= 1e-5 * max(scale, 1.0) and not nan_mismatch
-            values = {"max_abs_logit_difference": diff, "prediction_changes": flips, "n": len(x)}
-            verdict = "ok" if passed else "the model is random in eval mode: attack it with EOT (averaged gradients)"
-            out.append(Check(name, passed, f"two forward passes differ by up to {diff:.3g} in the logits, "
-                                           f"{flips} of {len(x)} predictions change ({verdict})", values))
+    resolve_loss(model, loss)  # an unknown loss name fails here, before any attack runs
+    run = _Diagnosis(model, x[:n].cpu(), y[:n].long().cpu(), eps=eps, steps=steps, loss=loss, bounds=(lo, hi),
+                     batch_size=batch_size, device=torch.device(device), seed=seed)
+    out = []
+    for key in selected:
+        if key == "iterative-beats-one-step":
+            out.append(run.iterative_beats_one_step(tolerance))
+        elif key == "white-box-beats-black-box":
+            out.append(run.white_box_beats_black_box(tolerance, spsa_n, spsa_steps, spsa_samples, spsa_lr))
+        elif key == "accuracy-falls-with-eps":
+            out.append(run.accuracy_falls_with_eps(tolerance, large, large_eps_max_accuracy))
+        elif key == "finite-nonzero-gradients":
+            out.append(run.finite_nonzero_gradients(max_masked_fraction))
+        else:
+            out.append(run.deterministic_outputs())
     return out
 
 
@@ -305,8 +353,9 @@ def markdown(diag: dict[str, Any]) -> str:
     from robustloss.evaluation.report import markdown_table
 
     rows = [[c["name"], "pass" if c["passed"] else "**FAIL**", c["detail"].replace("|", "/")] for c in diag["checks"]]
-    text = f"\n## Diagnostics (eps={diag.get('eps', float('nan')):g})\n\n" + markdown_table(["check", "result", "detail"],
-                                                                                           rows)
+    eps = diag.get("eps")
+    title = "Diagnostics" if eps is None else f"Diagnostics (eps={eps:g})"
+    text = f"\n## {title}\n\n" + markdown_table(["check", "result", "detail"], rows)
     warnings = warning_lines(diag["checks"])
     text += "\n## Warnings\n\n" + ("".join(f"- {w}\n" for w in warnings) if warnings else
                                    "None: every gradient-masking check passed.\n")

@@ -71,10 +71,13 @@ class EvalResult:
         return robust
 
     def to_dict(self) -> dict[str, Any]:
-        return {"n": self.n, "clean_accuracy": self.clean_accuracy,
-                "worst_case_accuracy": float(self.worst_case.float().mean()),
-                "worst_case_mode": self.worst_case_mode,
-                "attacks": [r.to_dict() for r in self.attacks]}
+        out: dict[str, Any] = {"n": self.n, "clean_accuracy": self.clean_accuracy,
+                               "worst_case_accuracy": float(self.worst_case.float().mean()),
+                               "worst_case_mode": self.worst_case_mode,
+                               "attacks": [r.to_dict() for r in self.attacks]}
+        if self.worst_case_mode:  # the ensemble's per-example verdict: 1 = survived every attack
+            out["worst_case_robust"] = [int(v) for v in self.worst_case.tolist()]
+        return out
 
 
 def predict(model: nn.Module, x: Tensor, batch_size: int, device: torch.device) -> Tensor:

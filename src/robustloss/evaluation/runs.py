@@ -16,6 +16,7 @@ import torch
 from robustloss import datasets
 from robustloss.device import resolve_device
 from robustloss.errors import UserError
+from robustloss.evaluation import diagnostics
 from robustloss.evaluation.engine import AttackResult, EvalResult, evaluate
 from robustloss.evaluation.report import results_table
 from robustloss.evaluation.suite import AttackSpec
@@ -49,13 +50,20 @@ def _load_partial(path: Path, settings: dict[str, Any], suite: list[AttackSpec])
 
 def evaluate_run(run_dir: str | Path, suite: list[AttackSpec], *, name: str, n: int | None = 1000,
                  split: str = "test", batch_size: int = 500, device: str = "auto", seed: int = 0,
-                 worst_case: bool = False, data_dir: str | None = None, progress: bool = True) -> dict[str, Any]:
-    """Evaluate the model of ``run_dir`` on the first ``n`` images of ``split``; returns the result dict."""
+                 worst_case: bool = False, data_dir: str | None = None, progress: bool = True,
+                 diagnose: bool = False, diagnose_eps: float | None = None) -> dict[str, Any]:
+    """Evaluate the model of ``run_dir`` on the first ``n`` images of ``split``; returns the result dict.
+
+    ``diagnose=True`` also runs the gradient-masking checks of
+    :mod:`robustloss.evaluation.diagnostics` (after the suite) at ``diagnose_eps``
+    (default: the suite's largest L-inf eps) and stores them under ``"diagnostics"``.
+    """
     if n is not None and n < 1:
         raise UserError(f"number of evaluation points must be >= 1, got {n}")
     if batch_size < 1:
         raise UserError(f"batch size must be >= 1, got {batch_size}")
     config = read_config(run_dir)
+    diag_eps = diagnostics.default_eps(suite, diagnose_eps) if diagnose else None  # fail before the attacks
     dev = resolve_device(device)
     model = load_run(run_dir, device=str(dev))
     x, y = datasets.load(config.dataset, split, data_dir if data_dir is not None else config.data_dir)
@@ -76,8 +84,15 @@ def evaluate_run(run_dir: str | Path, suite: list[AttackSpec], *, name: str, n: 
     result: EvalResult = evaluate(model, x, y, suite, batch_size=batch_size, device=dev, seed=seed,
                                   worst_case=worst_case, progress=progress, cached=cached, on_result=save_partial)
     summary = {"run": str(run_dir), "config": config.to_dict(), "suite": name, **settings, **result.to_dict()}
+    report = results_table({Path(run_dir).name: summary})
+    if diag_eps is not None:
+        diag_n = min(len(x), diagnostics.DEFAULT_N)
+        checks = diagnostics.diagnose(model, x, y, eps=diag_eps, n=diag_n, batch_size=batch_size, device=dev,
+                                      seed=seed)
+        summary["diagnostics"] = diagnostics.summary(checks, eps=diag_eps, n=diag_n)
+        report += diagnostics.markdown(summary["diagnostics"])
     atomic_write_json(out_dir / f"{name}.json", summary)
-    atomic_write_text(out_dir / f"{name}.md", results_table({Path(run_dir).name: summary}))
+    atomic_write_text(out_dir / f"{name}.md", report)
     partial_path.unlink(missing_ok=True)
     return summary
 

@@ -11,7 +11,8 @@ batch and its adversarial copy together (1:1).  The training attack draws its
 random starts and targets from its own generator, reseeded every epoch from
 ``(seed, epoch)`` - never shared with evaluation attacks, which have their own.
 Examples are crafted with the model in eval mode (batch-norm running statistics),
-then the model returns to training mode.
+then the model returns to training mode.  PGD-AT trains on the *last* iterate of
+every example (Madry et al.), not on the first one that fools the model.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from torch import Tensor
 
 from robustloss.attacks.base import IterativeAttack
 from robustloss.attacks.losses import NAMED_LOSSES
+from robustloss.attacks.fgsm import FGSM
 from robustloss.attacks.pgd import PGD
 from robustloss.classifier import Classifier
 from robustloss.errors import UserError, check_range, unknown_choice
@@ -53,9 +55,10 @@ class TrainingAdversary:
         self.attack: IterativeAttack
         if cfg.method == "pgd":
             self.attack = PGD(model, cfg.eps, cfg.steps, cfg.step_size, random_start=cfg.random_start,
-                              targeted=cfg.targeted, loss=cfg.loss)
+                              targeted=cfg.targeted, loss=cfg.loss, final_iterate=True)
         else:
-            self.attack = PGD(model, cfg.eps, 1, cfg.eps, random_start=False, targeted=cfg.targeted, loss=cfg.loss)
+            self.attack = FGSM(model, cfg.eps, targeted=cfg.targeted, loss=cfg.loss)
+            self.attack.final_iterate = True
         self.generator = torch.Generator().manual_seed(0)
 
     def reseed(self, generator: torch.Generator) -> None:

@@ -30,7 +30,7 @@ BAD = [
      "data dir /nonexistent does not exist"),
     (("train", "--device", "tpu", "--out", "{tmp}/r"), "unknown device 'tpu'"),
     (("evaluate", "{tmp}"), "is not a run folder"),
-    (("reproduce", "table9"), "unknown recipe 'table9'; valid choices: mnist-quick"),
+    (("reproduce", "table9"), "unknown recipe 'table9'; valid choices: cifar10-table1, mnist-objectives, mnist-quick"),
     (("train",), "the following arguments are required: --out"),
 ]
 

@@ -21,11 +21,11 @@ def _run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]
 
 
 BAD = [
-    (("train", "--dataset", "imagenet", "--out", "x"), "unknown dataset 'imagenet'; valid choices: cifar10"),
-    (("train", "--model", "vgg", "--out", "x"), "unknown model 'vgg'; valid choices: cnn3, lenet5, resnet"),
-    (("train", "--objective", "foo", "--out", "x"), "unknown objective 'foo'; valid choices:"),
-    (("train", "--objective", "mmc", "-O", "c_mm=0", "--out", "x"), "c_mm must be in (0, inf)"),
-    (("train", "--epochs", "0", "--out", "x"), "epochs must be >= 1"),
+    (("train", "--dataset", "imagenet", "--out", "{tmp}/x"), "unknown dataset 'imagenet'; valid choices: cifar10"),
+    (("train", "--model", "vgg", "--out", "{tmp}/x"), "unknown model 'vgg'; valid choices: cnn3, lenet5, resnet"),
+    (("train", "--objective", "foo", "--out", "{tmp}/x"), "unknown objective 'foo'; valid choices:"),
+    (("train", "--objective", "mmc", "-O", "c_mm=0", "--out", "{tmp}/x"), "c_mm must be in (0, inf)"),
+    (("train", "--epochs", "0", "--out", "{tmp}/x"), "epochs must be >= 1"),
     (("train", "--dataset", "cifar10", "--data-dir", "/nonexistent", "--epochs", "1", "--out", "{tmp}/r"),
      "data dir /nonexistent does not exist"),
     (("train", "--device", "tpu", "--out", "{tmp}/r"), "unknown device 'tpu'"),
@@ -43,6 +43,7 @@ def test_bad_input_is_one_line_exit_2(capsys: pytest.CaptureFixture[str], tmp_pa
     assert message in err
     assert len(err.strip().splitlines()) == 1, err
     assert "Traceback" not in err
+    assert not (tmp_path / "x").exists(), "a refused command must not create its output folder"
 
 
 def test_evaluate_bad_attack_specs(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:

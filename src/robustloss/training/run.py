@@ -59,9 +59,8 @@ def prepare_run_dir(run_dir: str | Path, config: TrainConfig, *, resume: bool, f
 def train_run(config: TrainConfig, run_dir: str | Path, *, resume: bool = False, force: bool = False,
               device: str = "auto", progress: bool = True) -> Classifier:
     """Train ``config`` into ``run_dir`` (resuming when asked) and return the model in eval mode."""
-    config.validate()
+    trainer = Trainer(config, run_dir, device=device, progress=progress)  # validates every hyperparameter
     do_resume = prepare_run_dir(run_dir, config, resume=resume, force=force)
-    trainer = Trainer(config, run_dir, device=device, progress=progress)
     if do_resume:
         trainer.resume()
     return trainer.fit()

@@ -122,7 +122,8 @@ def test_killed_evaluation_resumes_from_partial_results(run_dir: Path, monkeypat
         runs.evaluate_run(run_dir, SUITE[:2], name="t", n=60, device="cpu", worst_case=True, progress=False)
     partial = run_dir / "eval" / "t.partial.json"
     saved = json.loads(partial.read_text())
-    assert saved["settings"] == {"n": 60, "seed": 0, "worst_case": True, "split": "test"}
+    assert saved["settings"] == {"n": 60, "seed": 0, "worst_case": True, "split": "test",
+                                 "order": [spec.key() for spec in SUITE[:2]]}
     assert list(saved["done"]) == [SUITE[0].key()]
     assert not (run_dir / "eval" / "t.json").exists()
 
@@ -147,6 +148,12 @@ def test_killed_evaluation_resumes_from_partial_results(run_dir: Path, monkeypat
     calls.clear()
     runs.evaluate_run(run_dir, SUITE[:2], name="t", n=60, device="cpu", seed=1, worst_case=True, progress=False)
     assert calls == ["FGSM", "BIM"]
+
+    # in worst-case mode another attack order is other settings too (other survivors)
+    partial.write_text(json.dumps(saved))
+    calls.clear()
+    runs.evaluate_run(run_dir, SUITE[1::-1], name="t", n=60, device="cpu", worst_case=True, progress=False)
+    assert calls == ["BIM", "FGSM"]
 
 
 # --------------------------------------------------------------------------- suites

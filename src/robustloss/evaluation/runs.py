@@ -24,8 +24,16 @@ from robustloss.io import atomic_write_json, atomic_write_text
 from robustloss.training.run import load_run, read_config
 
 
-def _settings(n: int, seed: int, worst_case: bool, split: str) -> dict[str, Any]:
-    return {"n": n, "seed": seed, "worst_case": worst_case, "split": split}
+def _settings(n: int, seed: int, worst_case: bool, split: str, suite: list[AttackSpec]) -> dict[str, Any]:
+    """What a partial result must match to be reused.
+
+    In worst-case mode an attack runs only on the survivors of the attacks before
+    it, so the whole ordered suite is part of the settings.
+    """
+    out: dict[str, Any] = {"n": n, "seed": seed, "worst_case": worst_case, "split": split}
+    if worst_case:
+        out["order"] = [spec.key() for spec in suite]
+    return out
 
 
 def _load_partial(path: Path, settings: dict[str, Any], suite: list[AttackSpec]) -> dict[str, AttackResult]:
@@ -71,7 +79,7 @@ def evaluate_run(run_dir: str | Path, suite: list[AttackSpec], *, name: str, n: 
         x, y = x[:n], y[:n]
     out_dir = Path(run_dir) / "eval"
     partial_path = out_dir / f"{name}.partial.json"
-    settings = _settings(len(x), seed, worst_case, split)
+    settings = _settings(len(x), seed, worst_case, split, suite)
     cached = _load_partial(partial_path, settings, suite)
     done: dict[str, Any] = {}
     for key, res in cached.items():
@@ -83,7 +91,8 @@ def evaluate_run(run_dir: str | Path, suite: list[AttackSpec], *, name: str, n: 
 
     result: EvalResult = evaluate(model, x, y, suite, batch_size=batch_size, device=dev, seed=seed,
                                   worst_case=worst_case, progress=progress, cached=cached, on_result=save_partial)
-    summary = {"run": str(run_dir), "config": config.to_dict(), "suite": name, **settings, **result.to_dict()}
+    summary = {"run": str(run_dir), "config": config.to_dict(), "suite": name,
+               **{k: v for k, v in settings.items() if k != "order"}, **result.to_dict()}
     report = results_table({Path(run_dir).name: summary})
     if diag_eps is not None:
         diag_n = min(len(x), diagnostics.DEFAULT_N)

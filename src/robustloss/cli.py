@@ -26,7 +26,9 @@ def _formatter(prog: str) -> argparse.HelpFormatter:
 
 def _add_device(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="auto", help="auto (CUDA if available), cpu or cuda")
-    p.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    p.add_argument("--threads", type=int, default=None,
+                   help="CPU threads for torch (default: torch's choice; 1 helps on a busy shared machine)")
+    p.add_argument("--no-progress", action="store_true", help="hide progress bars (they show only on a terminal)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -207,6 +209,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     parser = build_parser()
     args = parser.parse_args(argv)
+    if getattr(args, "threads", None) is not None:
+        if args.threads < 1:
+            print(f"robustloss: error: --threads must be >= 1, got {args.threads}", file=sys.stderr)
+            return 2
+        import torch
+
+        torch.set_num_threads(args.threads)
     handlers = {"train": _train, "evaluate": _evaluate, "reproduce": _reproduce, "list": _list}
     try:
         return handlers[args.command](args)

@@ -102,7 +102,8 @@ def run_attack(model: nn.Module, spec: AttackSpec, x: Tensor, y: Tensor, todo: T
     robust = torch.zeros(len(x), dtype=torch.bool)
     distortion = torch.full((len(x),), float("nan")) if attack.minimum_norm else None
     start = time.perf_counter()
-    bar = tqdm(total=len(todo), desc=spec.label, unit="img", leave=False, disable=not progress)
+    # disable=None: tqdm shows the bar only on a terminal (no log spam in CI or files)
+    bar = tqdm(total=len(todo), desc=spec.label, unit="img", leave=False, disable=None if progress else True)
     for i in range(0, len(todo), batch_size):
         idx = todo[i:i + batch_size]
         xb, yb = x[idx].to(device), y[idx].to(device)

@@ -177,7 +177,8 @@ class Trainer:
         total_loss, correct, seen = 0.0, 0, 0
         start = time.perf_counter()
         bar = tqdm(total=len(x), desc=f"epoch {epoch + 1}/{cfg.epochs}", unit="img", leave=False,
-                   disable=not self.progress, file=sys.stderr, dynamic_ncols=True)
+                   disable=None if self.progress else True,  # None: only on a terminal
+                   file=sys.stderr, dynamic_ncols=True)
         for b in range(n_batches):
             idx = order[b * cfg.batch_size:(b + 1) * cfg.batch_size]
             xb, yb = x[idx], y[idx]

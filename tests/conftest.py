@@ -24,6 +24,18 @@ def _train(tmp: Path, objective: str, model: str = "lenet5", lr: float = 0.01, e
     return train_run(config, tmp / f"{model}-{objective}", progress=False, device="cpu")
 
 
+def run_cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    """Run the ``robustloss`` command in-process: (exit code, stdout, stderr)."""
+    from robustloss.cli import main
+
+    try:
+        code = main(list(argv))
+    except SystemExit as exc:  # argparse
+        code = int(exc.code or 0)
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
 @pytest.fixture(scope="session")
 def runs_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("runs")

@@ -13,7 +13,7 @@ import torch
 from torch import Tensor, nn
 
 from robustloss.classifier import Classifier
-from robustloss.cli import main
+from conftest import run_cli as _cli
 from robustloss.errors import UserError
 from robustloss.evaluation import engine, runs
 from robustloss.evaluation.diagnostics import CHECKS
@@ -32,15 +32,6 @@ SUITE = [AttackSpec("FGSM", "fgsm", {"eps": 0.05}),
 def run_dir(sce_model: Classifier, runs_dir: Path, tmp_path: Path) -> Path:
     """A private copy of the SCE fixture's run folder (evaluations write into it)."""
     return Path(shutil.copytree(runs_dir / "lenet5-sce", tmp_path / "run"))
-
-
-def _cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    try:
-        code = main(list(argv))
-    except SystemExit as exc:  # argparse
-        code = int(exc.code or 0)
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 class Quantised(nn.Module):

@@ -36,3 +36,10 @@ def check_range(name: str, value: float, *, low: float | None = None, high: floa
             "]" if high_inclusive and high is not None else ")")
         raise UserError(f"{name} must be in {interval}, got {value!r}")
     return value
+
+
+def check_int(name: str, value: object, low: int) -> int:
+    """Return ``value`` as an int if it is a whole number ``>= low``, else raise :class:`UserError`."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or int(value) != value or value < low:
+        raise UserError(f"{name} must be an integer >= {low}, got {value!r}")
+    return int(value)

@@ -10,18 +10,12 @@ from torch import Tensor, nn
 
 from robustloss.attacks.base import Attack, lp_norm
 from robustloss.attacks.losses import AttackLoss
-from robustloss.errors import UserError, check_range
+from robustloss.errors import UserError, check_int, check_range
 
 #: named losses that are margins (> 0 iff success), the only ones C&W's ``f`` makes sense with
 MARGIN_LOSSES = ("adaptive-margin", "margin", "dlr")
 #: an upper bound on ``c`` this large means "no successful ``c`` seen yet" (C&W reference code)
 _NO_UPPER = 1e10
-
-
-def _check_int(name: str, value: Any, low: int) -> int:
-    if isinstance(value, bool) or int(value) != value or value < low:
-        raise UserError(f"{name} must be an integer >= {low}, got {value!r}")
-    return int(value)
 
 
 class CarliniWagnerL2(Attack):
@@ -84,8 +78,8 @@ class CarliniWagnerL2(Attack):
             raise UserError(f"C&W needs a margin loss (positive exactly when the attack succeeds), got "
                             f"loss '{loss}'; valid choices: {', '.join(MARGIN_LOSSES)}")
         super().__init__(model, loss=loss, targeted=targeted, bounds=bounds, seed=seed)
-        self.steps = _check_int("steps", steps, 1)
-        self.search_steps = _check_int("search_steps", search_steps, 1)
+        self.steps = check_int("steps", steps, 1)
+        self.search_steps = check_int("search_steps", search_steps, 1)
         self.initial_const = check_range("initial_const", float(initial_const), low=0.0, low_inclusive=False)
         self.lr = check_range("lr", float(lr), low=0.0, low_inclusive=False)
         self.confidence = check_range("confidence", float(confidence), low=0.0)

@@ -11,13 +11,7 @@ from torch import Tensor, nn
 
 from robustloss.attacks.base import Attack, lp_norm
 from robustloss.classifier import Classifier
-from robustloss.errors import UserError, check_range
-
-
-def _check_int(name: str, value: Any, low: int) -> int:
-    if isinstance(value, bool) or int(value) != value or value < low:
-        raise UserError(f"{name} must be an integer >= {low}, got {value!r}")
-    return int(value)
+from robustloss.errors import UserError, check_int, check_range
 
 
 class DeepFool(Attack):
@@ -65,8 +59,8 @@ class DeepFool(Attack):
                  bounds: tuple[float, float] = (0.0, 1.0), seed: int = 0) -> None:
         super().__init__(model, loss=None, targeted=False, bounds=bounds, seed=seed)
         self.overshoot = check_range("overshoot", float(overshoot), low=0.0)
-        self.max_iter = _check_int("max_iter", max_iter, 1)
-        self.candidates = _check_int("candidates", candidates, 2)
+        self.max_iter = check_int("max_iter", max_iter, 1)
+        self.candidates = check_int("candidates", candidates, 2)
 
     def params(self) -> dict[str, Any]:
         return {**super().params(), "overshoot": self.overshoot, "max_iter": self.max_iter,

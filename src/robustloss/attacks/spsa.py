@@ -10,13 +10,7 @@ from torch import Tensor, nn
 
 from robustloss.attacks.base import Attack
 from robustloss.attacks.losses import AttackLoss
-from robustloss.errors import UserError, check_range
-
-
-def _check_int(name: str, value: Any, low: int) -> int:
-    if isinstance(value, bool) or int(value) != value or value < low:
-        raise UserError(f"{name} must be an integer >= {low}, got {value!r}")
-    return int(value)
+from robustloss.errors import UserError, check_int, check_range
 
 
 class SPSA(Attack):
@@ -68,13 +62,13 @@ class SPSA(Attack):
                  bounds: tuple[float, float] = (0.0, 1.0), seed: int = 0) -> None:
         super().__init__(model, loss=loss, targeted=targeted, bounds=bounds, seed=seed)
         self.eps = check_range("eps", float(eps), low=0.0)
-        self.steps = _check_int("steps", steps, 1)
-        self.samples = _check_int("samples", samples, 2)
+        self.steps = check_int("steps", steps, 1)
+        self.samples = check_int("samples", samples, 2)
         if self.samples % 2:
             raise UserError(f"samples must be even (antithetic pairs +-v), got {samples!r}")
         self.lr = check_range("lr", float(lr), low=0.0, low_inclusive=False)
         self.delta = check_range("delta", float(delta), low=0.0, low_inclusive=False)
-        self.chunk = _check_int("chunk", chunk, 2)
+        self.chunk = check_int("chunk", chunk, 2)
 
     def params(self) -> dict[str, Any]:
         return {**super().params(), "eps": self.eps, "steps": self.steps, "samples": self.samples,

@@ -47,7 +47,20 @@ def base_parser(description: str) -> argparse.ArgumentParser:
     parser.add_argument("--json", metavar="PATH", help="also write the figures as JSON (used by run_all.py)")
     parser.add_argument("--threads", type=int, default=1,
                         help="torch intra-op threads (default 1: the machine is shared; ratios are what matter)")
+    parser.add_argument("--malloc-tune", action="store_true",
+                        help="keep freed memory in the process (glibc mallopt: mmap threshold 32 MiB, trim "
+                             "threshold 1 GiB) to remove page-fault noise; see BENCHMARKS.md")
     return parser
+
+
+MALLOC_STATE = {"tuned": False}
+
+
+def setup(args: Any) -> None:
+    """Apply ``--malloc-tune`` (before torch allocates anything) and ``--threads``."""
+    if getattr(args, "malloc_tune", False):
+        MALLOC_STATE["tuned"] = malloc_tune()
+    setup_threads(args.threads)
 
 
 def command_line() -> str:
@@ -79,6 +92,26 @@ def command_line() -> str:
     return shlex.join([exe_s, script_s, *cleaned])
 
 
+def malloc_tune() -> bool:
+    """Make glibc keep freed memory: fixed mmap threshold 32 MiB (its maximum) and no trimming.
+
+    Large temporary buffers (e.g. oneDNN's ~12 MiB scratch of every input-gradient of a
+    1-channel convolution) are then reused instead of being mapped, page-faulted and
+    zeroed on every call.  Returns False when not on glibc.
+    """
+    import ctypes
+    import ctypes.util
+
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        m_trim_threshold, m_mmap_threshold = -1, -3
+        ok = libc.mallopt(m_mmap_threshold, 32 * 1024 * 1024) == 1
+        ok &= libc.mallopt(m_trim_threshold, 1 << 30) == 1
+        return bool(ok)
+    except (OSError, AttributeError):
+        return False
+
+
 def cpu_model() -> str:
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -94,7 +127,7 @@ def conditions() -> dict[str, Any]:
 
     return {"nproc": os.cpu_count(), "loadavg": [round(v, 2) for v in os.getloadavg()],
             "torch": torch.__version__, "threads": torch.get_num_threads(), "cpu": cpu_model(),
-            "python": platform.python_version()}
+            "python": platform.python_version(), "malloc": "tuned" if MALLOC_STATE["tuned"] else "default"}
 
 
 def loadavg() -> list[float]:
@@ -208,14 +241,20 @@ class ForwardCounter:
     def __init__(self, module: Any) -> None:
         self.calls = 0
         self.rows = 0
+        self.grad_rows = 0        # rows forwarded with autograd on (a backward follows: attack steps)
         self.handle = module.register_forward_hook(self._hook)
 
     def _hook(self, module: Any, inputs: Any, output: Any) -> None:
+        import torch
+
         self.calls += 1
-        self.rows += int(inputs[0].shape[0])
+        n = int(inputs[0].shape[0])
+        self.rows += n
+        if torch.is_grad_enabled():
+            self.grad_rows += n
 
     def reset(self) -> None:
-        self.calls = self.rows = 0
+        self.calls = self.rows = self.grad_rows = 0
 
     def remove(self) -> None:
         self.handle.remove()

@@ -18,6 +18,8 @@ step (``autograd.grad`` w.r.t. the input) and a forward - and reports the
 AT loop (randperm, index, random targets, targeted PGD from a random start with
 ``autograd.grad``, SGD step) as a third interleaved side, which separates the
 algorithm's cost on this machine (bare AT / clean) from our overhead (ours / bare AT).
+A fourth side is our AT with PGD's final check of the last iterate removed (a
+subclass defined here), to measure that proposed change.
 Target: AT / clean epoch time <= 12.
 """
 
@@ -33,6 +35,34 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _common as C  # noqa: E402
 
 TARGET = 12.0
+
+
+def pgd_without_final_check(model, adv):
+    """Our PGD in AT mode, minus the forward that checks the last iterate (measures the proposed change).
+
+    With ``final_iterate=True`` and one restart that forward only fills ``attack.success``,
+    which adversarial training never reads.
+    """
+    import torch
+
+    from robustloss.attacks.base import project, random_in_ball
+    from robustloss.attacks.pgd import PGD
+
+    class PGDNoFinalCheck(PGD):
+        def run(self, x, labels, targets):
+            x_adv = x
+            if self.random_start:
+                x_adv = self.clamp(x + random_in_ball(x.shape, self.eps, self.norm, self.generator, x.device,
+                                                      x.dtype))
+            state = self.init_state(x)
+            for _ in range(self.steps):
+                _, _, grad = self.loss_and_grad(x_adv, labels, targets)
+                step = self.step_size * self.direction(grad, state)
+                x_adv = self.clamp(x + project(x_adv + step - x, self.eps, self.norm))
+            return x_adv, torch.zeros(x.shape[0], dtype=torch.bool, device=x.device)
+
+    return PGDNoFinalCheck(model, adv.eps, adv.steps, adv.step_size, random_start=adv.random_start,
+                           targeted=adv.targeted, loss=adv.loss, final_iterate=True)
 
 
 def make_bare_at(x, y, args):
@@ -120,11 +150,11 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=10)
     p.add_argument("--eps", type=float, default=0.3)
     p.add_argument("--step-size", type=float, default=0.01)
-    p.add_argument("--reps", type=int, default=5, help="epochs per side")
+    p.add_argument("--reps", type=int, default=4, help="epochs per side")
     p.add_argument("--no-mkldnn", action="store_true",
                    help="run everything with torch.backends.mkldnn disabled (see BENCHMARKS.md)")
     args = p.parse_args()
-    C.setup_threads(args.threads)
+    C.setup(args)
     t0 = time.perf_counter()
     cond = C.conditions()
 
@@ -145,9 +175,13 @@ def main() -> None:
     tmp = tempfile.TemporaryDirectory()
     trainers = {"at": Trainer(TrainConfig(**common, adversarial=adv), Path(tmp.name) / "at", device="cpu",
                               progress=False, log=lambda _m: None),
+                "at_no_final_check": Trainer(TrainConfig(**common, adversarial=adv), Path(tmp.name) / "at2",
+                                             device="cpu", progress=False, log=lambda _m: None),
                 "clean": Trainer(TrainConfig(**common), Path(tmp.name) / "clean", device="cpu",
                                  progress=False, log=lambda _m: None)}
-    epochs = {"at": 0, "clean": 0}
+    patched = trainers["at_no_final_check"]
+    patched.adversary.attack = pgd_without_final_check(patched.model, adv)
+    epochs = {k: 0 for k in trainers}
 
     def epoch(name: str):
         def fn():
@@ -157,13 +191,14 @@ def main() -> None:
 
     print(f"[6] adversarial training cost: PGD-{args.steps} AT epoch / clean epoch, LeNet-5 + SCE, "
           f"{args.images} MNIST images, batch {args.batch}, eps {args.eps}, step {args.step_size}"
-          + (" (mkldnn disabled)" if args.no_mkldnn else ""))
+          + (" (mkldnn disabled)" if args.no_mkldnn else "") + (" (malloc tuned)" if args.malloc_tune else ""))
     with ctx:
-        times = C.interleaved({"at": epoch("at"), "bare_at": make_bare_at(x, y, args), "clean": epoch("clean")},
+        times = C.interleaved({"at": epoch("at"), "at_no_final_check": epoch("at_no_final_check"),
+                               "bare_at": make_bare_at(x, y, args), "clean": epoch("clean")},
                               reps=args.reps, warmup=1)
         floor = kernel_floor(x, y, reps=max(5, args.reps), steps=args.steps, batch=args.batch)
-    row = C.ratio_row(f"PGD-{args.steps} AT vs clean, {args.images} images" +
-                      (" (mkldnn off)" if args.no_mkldnn else ""), times, "at", "clean",
+    variant = "".join([" (mkldnn off)" if args.no_mkldnn else "", " (malloc tuned)" if args.malloc_tune else ""])
+    row = C.ratio_row(f"PGD-{args.steps} AT vs clean, {args.images} images{variant}", times, "at", "clean",
                       target=TARGET, unit_scale=1.0, unit="s", **floor,
                       overhead_vs_measured_floor=None)
     row["overhead_vs_measured_floor"] = row["ratio"] / floor["measured_floor"]
@@ -173,12 +208,22 @@ def main() -> None:
                            target=1 / 0.95, unit_scale=1.0, unit="s")
     row["bare_at_over_clean"] = bare_row["ratio"]
     row["at_over_bare_at"] = ours_row["ratio"]
+    nf_row = C.ratio_row("AT without the final check / AT as is", times, "at_no_final_check", "at",
+                         target=1.0, unit_scale=1.0, unit="s")
+    row["no_final_check_over_at"] = nf_row["ratio"]
+    row["no_final_check_over_at_pairs"] = [nf_row["paired_ratio_median"], *nf_row["paired_ratio_range"]]
+    row["no_final_check_over_clean"] = C.med(times["cpu"]["at_no_final_check"]) / C.med(times["cpu"]["clean"])
+    row["median_cpu"]["at_no_final_check"] = C.med(times["cpu"]["at_no_final_check"])
+    row["median_wall"]["at_no_final_check"] = C.med(times["wall"]["at_no_final_check"])
     row["median_cpu"]["bare_at"] = C.med(times["cpu"]["bare_at"])
     row["median_wall"]["bare_at"] = C.med(times["wall"]["bare_at"])
     C.print_row(row)
     print(f"    bare PGD-{args.steps} AT loop / clean = {bare_row['ratio']:.2f}; ours / bare AT loop = "
           f"{ours_row['ratio']:.3f} (per-rep pairs {ours_row['paired_ratio_range'][0]:.3f}.."
           f"{ours_row['paired_ratio_range'][1]:.3f})")
+    print(f"    proposed change (skip PGD's final check in AT mode): AT epoch time x {nf_row['ratio']:.3f} "
+          f"(per-rep pairs median {nf_row['paired_ratio_median']:.3f}, range {nf_row['paired_ratio_range'][0]:.3f}.."
+          f"{nf_row['paired_ratio_range'][1]:.3f}); AT / clean would be {row['no_final_check_over_clean']:.2f}")
     print(f"    per batch of {args.batch} (median CPU): training step {floor['train_step_ms']:.2f} ms, attack step "
           f"(grad w.r.t. input) {floor['attack_step_ms']:.2f} ms, forward {floor['forward_ms']:.2f} ms -> measured "
           f"floor {floor['measured_floor']:.2f}x (nominal {args.steps + 1}x); AT / floor = "

@@ -8,9 +8,16 @@ forward, CE, ``autograd.grad``, step, clamp/project) do exactly the gradient
 evaluations ours do and nothing else:
 
 * PGD-k: random start, k x (forward + backward), sign step, projection.  Ours
-  also keeps every example's first fooling iterate (one extra forward at the end
-  to check the last iterate) and validates its inputs.
-* MIM-k: no random start, k x (forward + backward), L1-normalised momentum.
+  (evaluation mode, the default) keeps every example's first fooling iterate and
+  drops fooled examples from the batch - so on a model that gets fooled it does
+  *less* work than the bare loop (``images forwarded`` in the output) - plus one
+  forward to check the last iterate and an input validation.  The
+  ``final_iterate=True`` rows (the adversarial-training mode: no example leaves
+  the batch) do exactly the bare loop's work plus that check: they measure the
+  pure per-step overhead.  They also time, interleaved as a third side, the same
+  attack without the final check (a subclass defined here: a proposed change).
+* MIM-k: no random start, k x (forward + backward), L1-normalised momentum
+  (same two modes as PGD).
 * APGD-k: Croce & Hein's schedule, ``k`` gradient evaluations plus one forward of
   the last iterate (ours does the same), per-example step size and best point,
   with ``torch.where`` updates.  Ours also tracks fooling iterates and stops
@@ -119,18 +126,105 @@ def bare_apgd(model, x, y, eps, steps, seed, rho=0.75, alpha=0.75):
     return x_best
 
 
+def without_final_check(cls):
+    """``cls`` (PGD or MIM) in final_iterate mode minus the forward that checks the last iterate.
+
+    Measures the proposed change to ``IterativeAttack.run``: with ``final_iterate=True`` that
+    forward only fills ``success`` / the restart bookkeeping.
+    """
+    import torch
+
+    from robustloss.attacks.base import project, random_in_ball
+
+    class NoFinalCheck(cls):
+        def run(self, x, labels, targets):
+            x_adv = x
+            if self.random_start:
+                x_adv = self.clamp(x + random_in_ball(x.shape, self.eps, self.norm, self.generator, x.device,
+                                                      x.dtype))
+            state = self.init_state(x)
+            for _ in range(self.steps):
+                _, _, grad = self.loss_and_grad(x_adv, labels, targets)
+                step = self.step_size * self.direction(grad, state)
+                x_adv = self.clamp(x + project(x_adv + step - x, self.eps, self.norm))
+            return x_adv, torch.zeros(x.shape[0], dtype=torch.bool, device=x.device)
+
+    return NoFinalCheck
+
+
 # ----------------------------------------------------------------------------- benchmark
+def bench_one(model, x, y, name, k, attack, bare, counter, reps, variant: str = "", no_check=None) -> dict:
+    import torch
+
+    # forward passes (and images forwarded) per call and attack strength of each side (outside the timing)
+    attack.generator.manual_seed(0)
+    counter.reset()
+    adv_ours = attack(x, y)
+    fw_ours, rows_ours = counter.calls, counter.rows
+    counter.reset()
+    adv_bare = bare()
+    fw_bare, rows_bare = counter.calls, counter.rows
+    with torch.no_grad():
+        acc_ours = float((model(adv_ours).argmax(1) == y).float().mean())
+        acc_bare = float((model(adv_bare).argmax(1) == y).float().mean())
+    extra = {"attack": name, "steps": k, "variant": variant, "forwards_ours": fw_ours, "forwards_bare": fw_bare,
+             "images_forwarded_ours": rows_ours, "images_forwarded_bare": rows_bare,
+             "robust_acc_ours": acc_ours, "robust_acc_bare": acc_bare}
+    if name == "pgd":
+        with torch.no_grad():
+            both = (model(adv_ours).argmax(1) == y) & (model(adv_bare).argmax(1) == y)
+        diff = (adv_ours[both] - adv_bare[both]).abs().flatten(1).amax(1) if bool(both.any()) else torch.zeros(0)
+        extra["survivors_compared"] = int(both.sum())
+        extra["survivors_max_abs_diff"] = float(diff.max()) if diff.numel() else 0.0
+
+    def ours_fn():
+        attack.generator.manual_seed(0)
+        attack(x, y)
+
+    sides = {"ours": ours_fn, "bare": bare}
+    if no_check is not None:
+        no_check.generator.manual_seed(0)
+        # same random start, every step on every example, last iterate: must equal the bare loop's result
+        extra["no_final_check_equals_bare"] = bool((no_check(x, y) == adv_bare).all())
+
+        def no_check_fn():
+            no_check.generator.manual_seed(0)
+            no_check(x, y)
+        sides["ours_no_final_check"] = no_check_fn
+    times = C.interleaved(sides, reps=reps, warmup=1)
+    if no_check is not None:
+        nc = C.ratio_row("", times, "ours_no_final_check", "bare", target=TARGET, higher_is_better=True)
+        extra["no_final_check_over_bare"] = nc["ratio"]
+        extra["no_final_check_pairs"] = [nc["paired_ratio_median"], *nc["paired_ratio_range"]]
+        extra["median_cpu_no_final_check_ms"] = nc["median_cpu"]["ours_no_final_check"]
+    row = C.ratio_row(f"{name.upper()}-{k}" + (f" ({variant})" if variant else ""), times, "ours", "bare",
+                      target=TARGET, higher_is_better=True, **extra)
+    C.print_row(row)
+    print(f"    forwards per call: ours {fw_ours} ({rows_ours} images), bare {fw_bare} ({rows_bare} images); "
+          f"robust acc on the batch: ours {acc_ours:.3f}, "
+          f"bare {acc_bare:.3f}" + (f"; PGD survivors of both: {extra['survivors_compared']}, max |x_ours - x_bare| "
+                                    f"= {extra['survivors_max_abs_diff']:.2e}" if name == "pgd" else ""))
+    if no_check is not None:
+        print(f"    without the final check (proposed change): throughput vs bare "
+              f"{extra['no_final_check_over_bare']:.3f} "
+              f"(per-rep pairs median {extra['no_final_check_pairs'][0]:.3f}); its result equals the bare loop's: "
+              f"{extra['no_final_check_equals_bare']}")
+    return row
+
+
 def main() -> None:
     p = C.base_parser(__doc__.splitlines()[0])
     p.add_argument("--batch", type=int, default=128)
-    p.add_argument("--steps", type=int, default=20)
+    p.add_argument("--steps", default="10,40", help="comma-separated step counts, one row per attack each")
     p.add_argument("--eps", type=float, default=0.1)
     p.add_argument("--step-size", type=float, default=0.01, help="PGD / MIM step size")
     p.add_argument("--reps", type=int, default=15)
     p.add_argument("--untrained", action="store_true", help="attack the untrained model instead")
     p.add_argument("--attacks", default="pgd,mim,apgd")
+    p.add_argument("--skip-final-iterate", action="store_true",
+                   help="skip the PGD / MIM rows with final_iterate=True (same work on both sides)")
     args = p.parse_args()
-    C.setup_threads(args.threads)
+    C.setup(args)
     t0 = time.perf_counter()
     cond = C.conditions()
 
@@ -152,58 +246,39 @@ def main() -> None:
     x, y = xt[:args.batch].contiguous(), yt[:args.batch].contiguous()
     with torch.no_grad():
         clean_acc = float((model(x).argmax(1) == y).float().mean())
-    eps, k, ss = args.eps, args.steps, args.step_size
-    ours_attacks = {
-        "pgd": PGD(model, eps, k, ss, restarts=1, random_start=True, loss="ce", seed=0),
-        "mim": MIM(model, eps, k, ss, restarts=1, loss="ce", seed=0),
-        "apgd": APGD(model, eps, k, restarts=1, loss="ce", seed=0),
-    }
-    bare_fns = {
-        "pgd": lambda: bare_pgd(model, x, y, eps, ss, k, seed=0),
-        "mim": lambda: bare_mim(model, x, y, eps, ss, k),
-        "apgd": lambda: bare_apgd(model, x, y, eps, k, seed=0),
-    }
+    eps, ss = args.eps, args.step_size
+    steps_list = [int(v) for v in args.steps.split(",") if v.strip()]
     counter = C.ForwardCounter(model.backbone)
     print(f"[3] attacks vs bare loops: {model_desc} (clean acc on the batch {clean_acc:.3f}), batch {args.batch}, "
-          f"{k} steps, eps {eps}, L-inf, restarts=1")
+          f"{'/'.join(map(str, steps_list))} steps, eps {eps}, L-inf, restarts=1")
     rows = []
-    for name in [a.strip() for a in args.attacks.split(",") if a.strip()]:
-        attack, bare = ours_attacks[name], bare_fns[name]
-        # forward passes per call and attack strength of each side (outside the timing)
-        counter.reset()
-        adv_ours = attack(x, y)
-        fw_ours = counter.calls
-        counter.reset()
-        adv_bare = bare()
-        fw_bare = counter.calls
-        with torch.no_grad():
-            acc_ours = float((model(adv_ours).argmax(1) == y).float().mean())
-            acc_bare = float((model(adv_bare).argmax(1) == y).float().mean())
-        extra = {"attack": name, "forwards_ours": fw_ours, "forwards_bare": fw_bare,
-                 "robust_acc_ours": acc_ours, "robust_acc_bare": acc_bare}
-        if name == "pgd":
-            with torch.no_grad():
-                both = (model(adv_ours).argmax(1) == y) & (model(adv_bare).argmax(1) == y)
-            same = (adv_ours[both] - adv_bare[both]).abs().flatten(1).amax(1) if bool(both.any()) else torch.zeros(0)
-            extra["survivors_compared"] = int(both.sum())
-            extra["survivors_max_abs_diff"] = float(same.max()) if same.numel() else 0.0
-
-        def ours_fn(attack=attack):
-            attack.generator.manual_seed(0)
-            attack(x, y)
-
-        times = C.interleaved({"ours": ours_fn, "bare": bare}, reps=args.reps, warmup=1)
-        row = C.ratio_row(f"{name.upper()}-{k}", times, "ours", "bare", target=TARGET, higher_is_better=True,
-                          **extra)
-        rows.append(row)
-        C.print_row(row)
-        print(f"    forwards per call: ours {fw_ours}, bare {fw_bare}; robust acc on the batch: ours {acc_ours:.3f}, "
-              f"bare {acc_bare:.3f}" + (f"; PGD survivors of both: {extra['survivors_compared']}, max |x_ours - x_bare| "
-                                        f"= {extra['survivors_max_abs_diff']:.2e}" if name == "pgd" else ""))
+    for k in steps_list:
+        ours_attacks = {
+            "pgd": PGD(model, eps, k, ss, restarts=1, random_start=True, loss="ce", seed=0),
+            "mim": MIM(model, eps, k, ss, restarts=1, loss="ce", seed=0),
+            "apgd": APGD(model, eps, k, restarts=1, loss="ce", seed=0),
+        }
+        bare_fns = {
+            "pgd": lambda k=k: bare_pgd(model, x, y, eps, ss, k, seed=0),
+            "mim": lambda k=k: bare_mim(model, x, y, eps, ss, k),
+            "apgd": lambda k=k: bare_apgd(model, x, y, eps, k, seed=0),
+        }
+        for name in [a.strip() for a in args.attacks.split(",") if a.strip()]:
+            rows.append(bench_one(model, x, y, name, k, ours_attacks[name], bare_fns[name], counter, args.reps))
+            if name in ("pgd", "mim") and not args.skip_final_iterate:
+                # final_iterate=True: no example leaves the batch, so both sides do exactly the same work
+                cls = {"pgd": PGD, "mim": MIM}[name]
+                kwargs = {"restarts": 1, "loss": "ce", "seed": 0}
+                attack = cls(model, eps, k, ss, **kwargs)
+                attack.final_iterate = True
+                no_check = without_final_check(cls)(model, eps, k, ss, **kwargs)
+                no_check.final_iterate = True
+                rows.append(bench_one(model, x, y, name, k, attack, bare_fns[name], counter, args.reps,
+                                      variant="final_iterate", no_check=no_check))
     counter.remove()
     result = {"id": "attacks", "title": "Our PGD / MIM / APGD vs bare loops (throughput)",
               "target": f"≥ {TARGET}", "rows": rows, "pass": all(r["pass"] for r in rows),
-              "setup": {"model": model_desc, "clean_acc_batch": clean_acc, "batch": args.batch, "steps": k,
+              "setup": {"model": model_desc, "clean_acc_batch": clean_acc, "batch": args.batch, "steps": steps_list,
                         "eps": eps, "step_size": ss}}
     C.finish(result, args.json, cond, t0)
 

@@ -93,7 +93,7 @@ def main() -> None:
     p.add_argument("--resnet-reps", type=int, default=7)
     p.add_argument("--skip-resnet", action="store_true")
     args = p.parse_args()
-    C.setup_threads(args.threads)
+    C.setup(args)
     t0 = time.perf_counter()
     cond = C.conditions()
     print("[1] training step time, MMC / SCE (forward + backward + SGD step)")

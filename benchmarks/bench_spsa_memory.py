@@ -38,7 +38,7 @@ def child(args) -> None:
     """Runs in the fresh subprocess; prints one JSON line."""
     import resource
 
-    C.setup_threads(args.threads)
+    C.setup(args)
     import torch
 
     from robustloss.attacks import SPSA
@@ -95,7 +95,7 @@ def main() -> None:
     if args.child:
         child(args)
         return
-    C.setup_threads(args.threads)
+    C.setup(args)
     t0 = time.perf_counter()
     cond = C.conditions()
 
@@ -118,14 +118,17 @@ def main() -> None:
             cmd = [sys.executable, str(Path(__file__).resolve()), "--child", "--chunk", str(chunk),
                    "--samples", str(args.samples), "--steps", str(args.steps), "--eps", str(args.eps),
                    "--threads", str(args.threads), "--weights", str(weights), "--points-file", str(points)]
+            if args.malloc_tune:
+                cmd.append("--malloc-tune")
             out = subprocess.run(cmd, check=True, capture_output=True, text=True)
             res = json.loads(out.stdout.strip().splitlines()[-1])
             peak_gib = res["peak_mib"] / 1024
             row = {"case": f"samples={args.samples}, chunk={chunk}" + (" (default)" if chunk == 512 else ""),
                    "chunk": chunk, "samples": args.samples, "peak_rss_mib": res["peak_mib"],
                    "baseline_rss_mib": res["baseline_mib"], "delta_rss_mib": res["delta_mib"],
-                   "ru_maxrss_before_mib": res["ru_maxrss_before_mib"], "ru_maxrss_after_mib": res["ru_maxrss_after_mib"],
-                   "hwm_reset": res["hwm_reset"], "attack_s": res["attack_s"], "s_per_point_step": res["attack_s"] / (len(correct) * args.steps),
+                   "ru_maxrss_before_mib": res["ru_maxrss_before_mib"],
+                   "ru_maxrss_after_mib": res["ru_maxrss_after_mib"], "hwm_reset": res["hwm_reset"],
+                   "attack_s": res["attack_s"], "s_per_point_step": res["attack_s"] / (len(correct) * args.steps),
                    "robust_acc": res["robust_acc"], "target": f"< {TARGET_GIB:g} GiB", "pass": peak_gib < TARGET_GIB}
             rows.append(row)
             print(f"  {row['case']}: peak RSS {res['peak_mib']:.0f} MiB (baseline {res['baseline_mib']:.0f} MiB, "

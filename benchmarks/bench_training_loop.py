@@ -31,7 +31,7 @@ def main() -> None:
     p.add_argument("--batch", type=int, default=128)
     p.add_argument("--reps", type=int, default=15, help="epochs per side")
     args = p.parse_args()
-    C.setup_threads(args.threads)
+    C.setup(args)
     t0 = time.perf_counter()
     cond = C.conditions()
 

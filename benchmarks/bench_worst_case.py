@@ -39,7 +39,7 @@ def suite(eps: float, random_start: bool = True):
     ]
 
 
-# gradient evaluations per attacked point (the work a point costs), for the work-proportional floor
+# gradient evaluations per attacked point if it is never fooled, for the point-count floor
 GRAD_STEPS = {"FGSM": 1, "PGD-10": 10, "PGD-40": 40, "MIM-10": 10, "APGD-CE-10": 10}
 
 
@@ -71,7 +71,7 @@ def main() -> None:
     p.add_argument("--no-check-random-start", dest="check_random_start", action="store_false",
                    help="skip the (untimed) rerun of both modes without random starts")
     args = p.parse_args()
-    C.setup_threads(args.threads)
+    C.setup(args)
     t0 = time.perf_counter()
     cond = C.conditions()
 
@@ -99,16 +99,21 @@ def bench_eps(model, x, y, eps: float, args) -> dict:
 
     specs = suite(eps)
     results: dict[str, list] = {"worst": [], "all": []}
+    counter = C.ForwardCounter(model.backbone)     # a Python hook per forward: negligible next to a forward
+    work: dict[str, tuple[int, int]] = {}
 
     def run(mode: str):
         def fn():
+            counter.reset()
             results[mode].append(evaluate(model, x, y, specs, batch_size=args.batch, device="cpu", seed=0,
                                           worst_case=(mode == "worst")))
+            work[mode] = (counter.grad_rows, counter.rows - counter.grad_rows)
         return fn
 
     print(f"[4] worst-case ensemble: evaluate(worst_case=True) vs (worst_case=False), SCE LeNet-5, "
           f"{args.points} MNIST test points, eps {eps}, {len(specs)} attacks")
     times = C.interleaved({"worst": run("worst"), "all": run("all")}, reps=args.reps, warmup=0)
+    counter.remove()
     rw, ra = results["worst"][0], results["all"][0]
     # every repetition must give the same answer (seeded attacks, CPU)
     stable = all(bool((r.worst_case == rw.worst_case).all()) for r in results["worst"]) and \
@@ -127,15 +132,20 @@ def bench_eps(model, x, y, eps: float, args) -> dict:
                       points_differing=differ, only_in_worst_mode_robust=int((rw.worst_case & ~ra.worst_case).sum()),
                       only_in_all_mode_robust=int((ra.worst_case & ~rw.worst_case).sum()),
                       repeatable=stable, per_attack=per_attack,
-                      work_ratio=sum(GRAD_STEPS[a["label"]] * a["attacked_worst"] for a in per_attack)
-                      / max(1, sum(GRAD_STEPS[a["label"]] * a["attacked_all"] for a in per_attack)))
+                      point_steps_ratio=sum(GRAD_STEPS[a["label"]] * a["attacked_worst"] for a in per_attack)
+                      / max(1, sum(GRAD_STEPS[a["label"]] * a["attacked_all"] for a in per_attack)),
+                      grad_images={"worst": work["worst"][0], "all": work["all"][0]},
+                      nograd_images={"worst": work["worst"][1], "all": work["all"][1]},
+                      grad_images_ratio=work["worst"][0] / max(1, work["all"][0]))
     C.print_row(row)
     print(f"    clean acc {rw.clean_accuracy:.4f}; worst-case acc: worst_case=True "
           f"{row['worst_case_accuracy_worst_mode']:.4f}, worst_case=False {row['worst_case_accuracy_all_mode']:.4f} "
           f"({differ} of {args.points} points differ: {row['only_in_worst_mode_robust']} robust only in "
           f"worst_case=True, {row['only_in_all_mode_robust']} only in worst_case=False); "
           f"same result every repetition: {stable}")
-    print(f"    work-proportional floor (sum of attacked points x gradient steps, worst/all): {row['work_ratio']:.3f}")
+    print(f"    images through forward+backward: {work['worst'][0]} vs {work['all'][0]} (ratio "
+          f"{row['grad_images_ratio']:.3f}); through forward only: {work['worst'][1]} vs {work['all'][1]}; "
+          f"attacked points x steps (no early exit) ratio: {row['point_steps_ratio']:.3f}")
     for a in per_attack:
         print(f"    {a['label']:<11} attacked {a['attacked_worst']:>5} vs {a['attacked_all']:>5} points, "
               f"{a['time_worst_s']:.2f} s vs {a['time_all_s']:.2f} s (first repetition); "

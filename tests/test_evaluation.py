@@ -246,3 +246,20 @@ def test_cli_diagnose_without_an_eps_is_a_one_line_error(run_dir: Path, capsys: 
                         "--n", "10", "--no-progress", "--device", "cpu")
     assert code == 2 and "--diagnose-eps" in err and len(err.strip().splitlines()) == 1
     assert not (run_dir / "eval" / "mnist-corruptions.json").exists()
+
+
+def test_finished_evaluation_is_reused_only_when_identical(run_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[str] = []
+    real = engine.run_attack
+
+    def counting(model: nn.Module, spec: AttackSpec, *args: Any, **kwargs: Any) -> AttackResult:
+        calls.append(spec.label)
+        return real(model, spec, *args, **kwargs)
+
+    monkeypatch.setattr(engine, "run_attack", counting)
+    first = runs.evaluate_run(run_dir, SUITE[:1], name="r", n=40, device="cpu", progress=False, reuse=True)
+    again = runs.evaluate_run(run_dir, SUITE[:1], name="r", n=40, device="cpu", progress=False, reuse=True)
+    assert calls == ["FGSM"] and again == first
+    runs.evaluate_run(run_dir, SUITE[:1], name="r", n=41, device="cpu", progress=False, reuse=True)
+    runs.evaluate_run(run_dir, SUITE[:2], name="r", n=41, device="cpu", progress=False, reuse=True)
+    assert calls == ["FGSM", "FGSM", "FGSM", "BIM"]

@@ -89,8 +89,11 @@ RECIPES: dict[str, Recipe] = {
         "LeNet-5 on MNIST, every objective, adaptive PGD (10/40 steps, eps 0.1-0.3)",
         {"SCE": _mnist("sce"), "Center loss": _mnist("center"), "MMLDA": _mnist("mmlda"), "L-GM": _mnist("lgm"),
          "MMC-10": _mnist("mmc"), "MMC-10(rand)": _mnist("mmc-rand"), "EMC": _mnist("emc"),
-         "I-SCE": _mnist("isce"), "PC": _mnist("pc"), "GCE": _mnist("gce"), "ArcFace": _mnist("arcface"),
-         "Label smoothing": _mnist("label-smoothing")},
+         "I-SCE": _mnist("isce"), "PC": _mnist("pc"), "GCE": _mnist("gce"),
+         "Label smoothing": _mnist("label-smoothing"),
+         # ArcFace's defaults (s=64, m=0.5) leave LeNet-5 at chance with this SGD recipe (measured 9.6%
+         # test accuracy after 5 epochs; see objectives/arcface.py); s=16, m=0.2 train (our choice).
+         "ArcFace (s=16, m=0.2)": _mnist("arcface", s=16.0, m=0.2)},
         "mnist-pgd", n_eval=1000),
     "cifar10-table1": Recipe(
         "seed 000 Table 1: ResNet-32 on CIFAR-10, SCE/Center/MMLDA/L-GM/MMC-10 and PGD-AT, adaptive PGD "
@@ -128,7 +131,8 @@ def reproduce(name: str, out: str | Path | None = None, *, device: str = "auto",
             train_run(config, run_dir, resume=not fresh, force=fresh and (run_dir / "config.json").exists(),
                       device=device, progress=progress)
         print(f"[{name}] evaluating {label} on {n} test images ({len(suite)} attacks)", file=sys.stderr)
-        results[label] = evaluate_run(run_dir, suite, name=recipe.suite, n=n, device=device, progress=progress)
+        results[label] = evaluate_run(run_dir, suite, name=recipe.suite, n=n, device=device, progress=progress,
+                                      reuse=True)
     table = results_table(results, recipe.paper)
     elapsed = time.perf_counter() - start
     paper_note = f" Rows marked (paper) are the published figures ({recipe.source})." if recipe.paper else ""

@@ -59,8 +59,12 @@ def _load_partial(path: Path, settings: dict[str, Any], suite: list[AttackSpec])
 def evaluate_run(run_dir: str | Path, suite: list[AttackSpec], *, name: str, n: int | None = 1000,
                  split: str = "test", batch_size: int = 500, device: str = "auto", seed: int = 0,
                  worst_case: bool = False, data_dir: str | None = None, progress: bool = True,
-                 diagnose: bool = False, diagnose_eps: float | None = None) -> dict[str, Any]:
+                 diagnose: bool = False, diagnose_eps: float | None = None, reuse: bool = False) -> dict[str, Any]:
     """Evaluate the model of ``run_dir`` on the first ``n`` images of ``split``; returns the result dict.
+
+    ``reuse=True`` returns an existing ``eval/NAME.json`` made with the same suite
+    and settings instead of running it again (retraining with ``--force`` deletes
+    ``eval/``, so such a file always belongs to the current weights).
 
     ``diagnose=True`` also runs the gradient-masking checks of
     :mod:`robustloss.evaluation.diagnostics` (after the suite) at ``diagnose_eps``
@@ -80,6 +84,10 @@ def evaluate_run(run_dir: str | Path, suite: list[AttackSpec], *, name: str, n: 
     out_dir = Path(run_dir) / "eval"
     partial_path = out_dir / f"{name}.partial.json"
     settings = _settings(len(x), seed, worst_case, split, suite)
+    if reuse and not diagnose:
+        previous = _finished(out_dir / f"{name}.json", settings, suite)
+        if previous is not None:
+            return previous
     cached = _load_partial(partial_path, settings, suite)
     done: dict[str, Any] = {}
     for key, res in cached.items():
@@ -104,6 +112,19 @@ def evaluate_run(run_dir: str | Path, suite: list[AttackSpec], *, name: str, n: 
     atomic_write_text(out_dir / f"{name}.md", report)
     partial_path.unlink(missing_ok=True)
     return summary
+
+
+def _finished(path: Path, settings: dict[str, Any], suite: list[AttackSpec]) -> dict[str, Any] | None:
+    """The summary at ``path`` if it was made with ``settings`` and exactly ``suite``, else ``None``."""
+    if not path.is_file():
+        return None
+    try:
+        data = json.loads(path.read_text())
+    except json.JSONDecodeError:
+        return None
+    same = all(data.get(k) == v for k, v in settings.items() if k != "order")
+    specs = [(a.get("label"), a.get("attack"), a.get("params")) for a in data.get("attacks", [])]
+    return data if same and specs == [(s.label, s.attack, s.params) for s in suite] else None
 
 
 def _serialise(res: AttackResult) -> dict[str, Any]:

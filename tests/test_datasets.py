@@ -107,3 +107,13 @@ def test_augment_shifts_and_flips_batched() -> None:
     again = datasets.augment(x, torch.Generator().manual_seed(0), pad=4)
     assert torch.equal(out, again)
     assert torch.equal(datasets.augment(x, torch.Generator(), pad=0, flip=False), x)
+
+
+def test_mnist_cache_is_built_from_the_wheel(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ROBUSTLOSS_CACHE", str(tmp_path))
+    x, y = datasets.load("mnist", "val")
+    assert (tmp_path / "mnist.npz").is_file()
+    assert x.shape == (10_000, 1, 28, 28) and y.shape == (10_000,)
+    cached_x, _ = datasets.load("mnist", "val")  # second load reads the cache
+    assert torch.equal(x, cached_x)
+    assert not list(tmp_path.glob("*.tmp")), "the cache is written atomically"

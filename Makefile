@@ -22,6 +22,7 @@ demo: setup
 	$(VENV)/bin/robustloss reproduce mnist-quick
 
 test: setup
+	$(PY) -m mypy src/robustloss
 	$(PY) -m pytest -q
 
 bench: setup

@@ -104,3 +104,11 @@ def test_unknown_objective_and_option() -> None:
         build_objective("mmc", 10, 4, {"cmm": "1"})
     with pytest.raises(UserError):
         build_objective("mmc", 10, 4, {"c_mm": "0"})
+
+
+def test_module_half_still_works_on_mmc() -> None:
+    """MMC's ``half`` option must not shadow ``nn.Module.half()`` (dtype conversion)."""
+    obj = MMC(10, 9, half=False)
+    converted = obj.half()
+    assert converted is obj and obj.centers.dtype == torch.float16
+    assert obj.scale == 1.0

@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from robustloss.errors import UserError
 
@@ -189,10 +189,12 @@ def _list(args: argparse.Namespace) -> int:
     from robustloss.evaluation.suite import SUITES
     from robustloss.models import MODELS
     from robustloss.objectives import OBJECTIVES
+    from robustloss.registry import Registry
     from robustloss.reproduce import RECIPES
 
     if args.what in ("objectives", "models", "attacks"):
-        reg = {"objectives": OBJECTIVES, "models": MODELS, "attacks": ATTACKS}[args.what]
+        registries: dict[str, Registry[Any]] = {"objectives": OBJECTIVES, "models": MODELS, "attacks": ATTACKS}
+        reg = registries[args.what]
         for name in reg.names():
             print(reg.describe(name))
     elif args.what == "suites":

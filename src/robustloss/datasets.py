@@ -92,7 +92,7 @@ def _mnist_npz() -> Path:
 
     def write(tmp: Path) -> None:
         with open(tmp, "wb") as fh:
-            np.savez(fh, **arrays)
+            np.savez(fh, **arrays)  # type: ignore[arg-type]  # numpy stubs mistype **arrays
 
     atomic_write(target, write)
     return target
@@ -181,7 +181,7 @@ def cifar100_coarse_map(data_dir: str | Path | None) -> list[int]:
 
 def _download_with_torchvision(family: str, root: Path) -> None:
     try:
-        import torchvision.datasets as tvd  # type: ignore[import-not-found]
+        import torchvision.datasets as tvd
     except Exception:  # noqa: BLE001 - any import failure means "not available"
         raise UserError("--download needs a working torchvision; install it, or put the CIFAR "
                         "python files in --data-dir") from None

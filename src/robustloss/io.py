@@ -33,7 +33,12 @@ def atomic_write(path: str | Path, writer: Callable[[Path], None]) -> None:
 
 
 def atomic_write_text(path: str | Path, text: str) -> None:
-    atomic_write(path, lambda tmp: tmp.write_text(text))
+    """Write ``text`` to ``path`` atomically."""
+
+    def write(tmp: Path) -> None:
+        tmp.write_text(text)
+
+    atomic_write(path, write)
 
 
 def json_safe(obj: Any) -> Any:

@@ -27,9 +27,9 @@ from robustloss.objectives.sce import SCE
 from robustloss.registry import Registry
 
 OBJECTIVES: Registry[Objective] = Registry("objective", skip=("num_classes", "feature_dim", "centers"))
-for _cls in (SCE, MMC, MMLDA):
-    OBJECTIVES.add(_cls.name, _cls)
-for _cls in (CenterLoss, LGM, MMCRand, EMC, HMMC, ISCE, PC, GCE, ArcFace, LabelSmoothing):
+_ALL: tuple[type[Objective], ...] = (SCE, MMC, MMLDA, CenterLoss, LGM, MMCRand, EMC, HMMC, ISCE, PC, GCE, ArcFace,
+                                     LabelSmoothing)
+for _cls in _ALL:
     OBJECTIVES.add(_cls.name, _cls)
 
 

@@ -35,6 +35,7 @@ class CenterLoss(SCE):
     """
 
     name = "center"
+    centers: Tensor
 
     def __init__(self, num_classes: int, feature_dim: int, lam: float = 0.003, alpha: float = 0.5) -> None:
         super().__init__(num_classes, feature_dim)

@@ -34,12 +34,14 @@ class MMC(Objective):
 
     name = "mmc"
     center_based = True
+    centers: Tensor
 
     def __init__(self, num_classes: int, feature_dim: int, c_mm: float = 10.0,
                  half: bool = True, centers: Tensor | None = None) -> None:
         super().__init__(num_classes, feature_dim)
         self.c_mm = check_range("c_mm", float(c_mm), low=0.0, low_inclusive=False)
-        self.half = bool(half)
+        #: the paper's 1/2 (``half`` option); not named ``half``, which is ``nn.Module.half()``
+        self.with_half = bool(half)
         if centers is None:
             centers = mm_centers(num_classes, feature_dim, self.c_mm)
         if tuple(centers.shape) != (num_classes, feature_dim):
@@ -49,7 +51,7 @@ class MMC(Objective):
     @property
     def scale(self) -> float:
         """Factor on the squared distance: 1/2 (paper, Eq. 8) or 1 (authors' code)."""
-        return 0.5 if self.half else 1.0
+        return 0.5 if self.with_half else 1.0
 
     def class_centers(self) -> Tensor:
         """The centers features regress onto, ``(L, d)``."""
@@ -79,4 +81,4 @@ class MMC(Objective):
         return logit_attack_loss(self.logits(z), labels, targets, form)
 
     def extra_repr(self) -> str:
-        return f"{super().extra_repr()}, c_mm={self.c_mm:g}, half={self.half}"
+        return f"{super().extra_repr()}, c_mm={self.c_mm:g}, half={self.with_half}"

@@ -23,6 +23,7 @@ class MMLDA(Objective):
 
     name = "mmlda"
     center_based = True
+    centers: Tensor
 
     def __init__(self, num_classes: int, feature_dim: int, c_mm: float = 10.0) -> None:
         super().__init__(num_classes, feature_dim)

@@ -192,7 +192,7 @@ class Trainer:
             if not torch.isfinite(loss):
                 bar.close()
                 raise TrainingDiverged(
-                    f"loss became {float(loss)} at epoch {epoch + 1}, batch {b + 1}; training stopped "
+                    f"loss became {float(loss.detach())} at epoch {epoch + 1}, batch {b + 1}; training stopped "
                     f"(the checkpoint of epoch {epoch} in {self.run_dir} is intact) - try a lower --lr")
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()

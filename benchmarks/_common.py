@@ -285,3 +285,29 @@ def train_sce_lenet(n_images: int = 10_000, epochs: int = 3, seed: int = 0, batc
     model = trainer.model
     model.eval()
     return model
+
+
+def without_final_check(cls):
+    """``cls`` (PGD or MIM) in final_iterate mode minus the forward that checks the last iterate.
+
+    Measures the proposed change to ``IterativeAttack.run``: with ``final_iterate=True`` that
+    forward only fills ``success`` / the restart bookkeeping.
+    """
+    import torch
+
+    from robustloss.attacks.base import project, random_in_ball
+
+    class NoFinalCheck(cls):
+        def run(self, x, labels, targets):
+            x_adv = x
+            if self.random_start:
+                x_adv = self.clamp(x + random_in_ball(x.shape, self.eps, self.norm, self.generator, x.device,
+                                                      x.dtype))
+            state = self.init_state(x)
+            for _ in range(self.steps):
+                _, _, grad = self.loss_and_grad(x_adv, labels, targets)
+                step = self.step_size * self.direction(grad, state)
+                x_adv = self.clamp(x + project(x_adv + step - x, self.eps, self.norm))
+            return x_adv, torch.zeros(x.shape[0], dtype=torch.bool, device=x.device)
+
+    return NoFinalCheck

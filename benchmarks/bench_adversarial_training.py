@@ -43,25 +43,9 @@ def pgd_without_final_check(model, adv):
     With ``final_iterate=True`` and one restart that forward only fills ``attack.success``,
     which adversarial training never reads.
     """
-    import torch
-
-    from robustloss.attacks.base import project, random_in_ball
     from robustloss.attacks.pgd import PGD
 
-    class PGDNoFinalCheck(PGD):
-        def run(self, x, labels, targets):
-            x_adv = x
-            if self.random_start:
-                x_adv = self.clamp(x + random_in_ball(x.shape, self.eps, self.norm, self.generator, x.device,
-                                                      x.dtype))
-            state = self.init_state(x)
-            for _ in range(self.steps):
-                _, _, grad = self.loss_and_grad(x_adv, labels, targets)
-                step = self.step_size * self.direction(grad, state)
-                x_adv = self.clamp(x + project(x_adv + step - x, self.eps, self.norm))
-            return x_adv, torch.zeros(x.shape[0], dtype=torch.bool, device=x.device)
-
-    return PGDNoFinalCheck(model, adv.eps, adv.steps, adv.step_size, random_start=adv.random_start,
+    return C.without_final_check(PGD)(model, adv.eps, adv.steps, adv.step_size, random_start=adv.random_start,
                            targeted=adv.targeted, loss=adv.loss, final_iterate=True)
 
 

@@ -126,30 +126,6 @@ def bare_apgd(model, x, y, eps, steps, seed, rho=0.75, alpha=0.75):
     return x_best
 
 
-def without_final_check(cls):
-    """``cls`` (PGD or MIM) in final_iterate mode minus the forward that checks the last iterate.
-
-    Measures the proposed change to ``IterativeAttack.run``: with ``final_iterate=True`` that
-    forward only fills ``success`` / the restart bookkeeping.
-    """
-    import torch
-
-    from robustloss.attacks.base import project, random_in_ball
-
-    class NoFinalCheck(cls):
-        def run(self, x, labels, targets):
-            x_adv = x
-            if self.random_start:
-                x_adv = self.clamp(x + random_in_ball(x.shape, self.eps, self.norm, self.generator, x.device,
-                                                      x.dtype))
-            state = self.init_state(x)
-            for _ in range(self.steps):
-                _, _, grad = self.loss_and_grad(x_adv, labels, targets)
-                step = self.step_size * self.direction(grad, state)
-                x_adv = self.clamp(x + project(x_adv + step - x, self.eps, self.norm))
-            return x_adv, torch.zeros(x.shape[0], dtype=torch.bool, device=x.device)
-
-    return NoFinalCheck
 
 
 # ----------------------------------------------------------------------------- benchmark
@@ -271,7 +247,7 @@ def main() -> None:
                 kwargs = {"restarts": 1, "loss": "ce", "seed": 0}
                 attack = cls(model, eps, k, ss, **kwargs)
                 attack.final_iterate = True
-                no_check = without_final_check(cls)(model, eps, k, ss, **kwargs)
+                no_check = C.without_final_check(cls)(model, eps, k, ss, **kwargs)
                 no_check.final_iterate = True
                 rows.append(bench_one(model, x, y, name, k, attack, bare_fns[name], counter, args.reps,
                                       variant="final_iterate", no_check=no_check))

@@ -71,6 +71,22 @@ def full_linf(eps: float, eps_name: str, steps: int, step_size: float, spsa_step
     ]
 
 
+def pc_table1(eps_values: tuple[float, ...] = (0.1, 0.2, 0.3)) -> list[AttackSpec]:
+    """Seed 004 Table 1 (after Chen et al. 2019): untargeted FGSM, BIM (10 steps), PGD and MIM
+    (40 steps), every step 0.01, at each eps; C&W-L2 with confidence 0, 100 iterations, lr 0.001.
+
+    As stated in seed 004 Sec. 5, so BIM-10 moves at most 0.1 whatever eps is.  C&W
+    counts a point as robust when it finds no adversarial example (no distortion bound).
+    """
+    specs: list[AttackSpec] = []
+    for name, attack, extra in (("FGSM", "fgsm", {}), ("BIM", "bim", {"steps": 10, "step_size": 0.01}),
+                                ("PGD", "pgd", {"steps": 40, "step_size": 0.01}),
+                                ("MIM", "mim", {"steps": 40, "step_size": 0.01})):
+        specs += [AttackSpec(f"{name} {eps:g}", attack, {"eps": eps, **extra}) for eps in eps_values]
+    specs.append(AttackSpec("CW 0.0", "cw", {"confidence": 0.0, "steps": 100, "lr": 0.001}))
+    return specs
+
+
 SUITES: dict[str, list[AttackSpec]] = {
     # issue 2 / seed 000 Sec. 4.2 on MNIST: PGD 10 and 40 steps, eps 0.1-0.3, step 0.01, random start
     "mnist-pgd": pgd_grid([0.1, 0.2, 0.3], [10, 40], 0.01),
@@ -81,6 +97,8 @@ SUITES: dict[str, list[AttackSpec]] = {
     "mnist-full": full_linf(0.3, "0.3", 40, 0.01, 40, 0.01),
     # CIFAR-10: 50 steps of 2/255 (seed 000 Table 1); SPSA_10 with lr 0.01 (seed 000 Table 2)
     "cifar-full": full_linf(8 / 255, "8/255", 50, 2 / 255, 10, 0.01),
+    # seed 004 Table 1, MNIST columns
+    "mnist-pc-table1": pc_table1(),
     # seed 000 Sec. 4.5 / Table 2 Part III: Gaussian noise sigma 0.05, random rotation within +-30 degrees
     "mnist-corruptions": [AttackSpec("Gaussian noise sigma=0.05", "gaussian-noise", {"sigma": 0.05}),
                           AttackSpec("Rotation +-30 deg", "rotation", {"degrees": 30.0})],

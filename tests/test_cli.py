@@ -94,5 +94,6 @@ def test_recipes_are_valid_and_paper_columns_match_suites() -> None:
         labels = {spec.label for spec in SUITES[recipe.suite]}
         for name, config in recipe.runs.items():
             config.validate()
-            if name in recipe.paper:
-                assert set(recipe.paper[name]) - {"clean"} == labels, name
+            if name in recipe.paper:  # every paper column is one of ours (we may run more attacks)
+                paper_columns = set(recipe.paper[name]) - {"clean"}
+                assert paper_columns and paper_columns <= labels, name

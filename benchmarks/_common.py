@@ -311,3 +311,26 @@ def without_final_check(cls):
             return x_adv, torch.zeros(x.shape[0], dtype=torch.bool, device=x.device)
 
     return NoFinalCheck
+
+
+def kernel_steps(model: Any, opt: Any, xb: Any, yb: Any, n: int = 1) -> tuple[Callable[[], None], Callable[[], None]]:
+    """``(train_step, attack_step)``: ``n`` SGD steps of the objective's loss in train mode, and
+    ``n`` CE input-gradient computations (one attack step's forward + backward) in eval mode."""
+    import torch
+    import torch.nn.functional as F
+
+    def train_step() -> None:
+        for _ in range(n):
+            model.train()
+            loss = model.objective.loss(model.features(xb), yb)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+
+    def attack_step() -> None:
+        model.eval()
+        for _ in range(n):
+            xa = xb.detach().requires_grad_(True)
+            torch.autograd.grad(F.cross_entropy(model(xa), yb, reduction="none").sum(), xa)
+
+    return train_step, attack_step

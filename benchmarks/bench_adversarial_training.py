@@ -88,7 +88,6 @@ def make_bare_at(x, y, args):
 def kernel_floor(x, y, reps: int, steps: int, batch: int) -> dict:
     """Median CPU time of a training step, an input-gradient step and a forward on one batch."""
     import torch
-    import torch.nn.functional as F
 
     from robustloss.training.config import TrainConfig
     from robustloss.training.trainer import build_classifier, build_optimizer
@@ -99,20 +98,7 @@ def kernel_floor(x, y, reps: int, steps: int, batch: int) -> dict:
     xb, yb = x[:batch].contiguous(), y[:batch].contiguous()
     n = 20
 
-    def train_step():
-        for _ in range(n):
-            model.train()
-            loss = model.objective.loss(model.features(xb), yb)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-
-    def attack_step():
-        model.eval()
-        for _ in range(n):
-            xa = xb.detach().requires_grad_(True)
-            loss = F.cross_entropy(model(xa), yb, reduction="none")
-            torch.autograd.grad(loss.sum(), xa)
+    train_step, attack_step = C.kernel_steps(model, opt, xb, yb, n)
 
     def forward():
         model.eval()

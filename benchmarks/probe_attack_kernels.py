@@ -137,7 +137,6 @@ def epochs_child(args) -> dict:
 def resnet_kernels(args) -> dict:
     """ResNet-32 attack and training steps with oneDNN on / off (this process, default malloc, interleaved)."""
     import torch
-    import torch.nn.functional as F
 
     from robustloss.training.config import TrainConfig
     from robustloss.training.trainer import build_classifier, build_optimizer
@@ -147,18 +146,7 @@ def resnet_kernels(args) -> dict:
     opt, _ = build_optimizer(cfg, model)
     g = torch.Generator().manual_seed(0)
     xb, yb = torch.rand(128, 3, 32, 32, generator=g), torch.randint(0, 10, (128,), generator=g)
-
-    def train_step():
-        model.train()
-        loss = model.objective.loss(model.features(xb), yb)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-
-    def attack_step():
-        model.eval()
-        xa = xb.detach().requires_grad_(True)
-        torch.autograd.grad(F.cross_entropy(model(xa), yb, reduction="none").sum(), xa)
+    train_step, attack_step = C.kernel_steps(model, opt, xb, yb)
 
     def variant(fn, mk):
         def run():

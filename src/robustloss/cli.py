@@ -119,7 +119,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _train(args: argparse.Namespace) -> int:
     from robustloss.registry import parse_options
-    from robustloss.training.adversarial import TrainingAdversary  # noqa: F401 - validate import
     from robustloss.training.config import AdversarialConfig, TrainConfig
     from robustloss.training.run import train_run
 

@@ -23,7 +23,6 @@ for it.  Restarts run only on the points still robust.
 from __future__ import annotations
 
 import contextlib
-import math
 from collections.abc import Iterator
 from typing import Any, ClassVar
 

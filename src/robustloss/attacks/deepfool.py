@@ -11,7 +11,7 @@ from torch import Tensor, nn
 
 from robustloss.attacks.base import Attack, lp_norm
 from robustloss.classifier import Classifier
-from robustloss.errors import UserError, check_int, check_range
+from robustloss.errors import check_int, check_range
 
 
 class DeepFool(Attack):

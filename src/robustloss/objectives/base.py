@@ -34,7 +34,6 @@ from __future__ import annotations
 
 from typing import ClassVar, Literal
 
-import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 

@@ -263,3 +263,14 @@ def test_finished_evaluation_is_reused_only_when_identical(run_dir: Path, monkey
     runs.evaluate_run(run_dir, SUITE[:1], name="r", n=41, device="cpu", progress=False, reuse=True)
     runs.evaluate_run(run_dir, SUITE[:2], name="r", n=41, device="cpu", progress=False, reuse=True)
     assert calls == ["FGSM", "FGSM", "FGSM", "BIM"]
+
+
+def test_table_shows_mean_distortion_of_minimum_norm_attacks() -> None:
+    from robustloss.evaluation.report import results_table
+
+    res = {"clean_accuracy": 0.9, "worst_case_accuracy": 0.1,
+           "attacks": [{"label": "CW", "robust_accuracy": 0.1, "mean_distortion": 1.2345},
+                       {"label": "PGD", "robust_accuracy": 0.25}]}
+    table = results_table({"m": res}, {"m": {"clean": "92.0", "PGD": "3.0"}})
+    assert "| m | 90.0 | 10.0 (d=1.23) | 25.0 | 10.0 |" in table
+    assert "| m (paper) | 92.0 | - | 3.0 | - |" in table

@@ -17,8 +17,17 @@ def markdown_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _cell(attack: dict[str, Any]) -> str:
+    text = pct(attack["robust_accuracy"])
+    distortion = attack.get("mean_distortion")
+    return text if distortion is None or distortion != distortion else f"{text} (d={distortion:.2f})"
+
+
 def results_table(results: dict[str, dict[str, Any]], paper: dict[str, dict[str, str]] | None = None) -> str:
     """One row per model (key), columns: clean, every attack label, worst case (accuracies in %).
+
+    A minimum-norm attack (C&W, DeepFool) also shows the mean distortion of its
+    successful examples, e.g. ``0.0 (d=1.27)`` (seed 000 Table 2 reports these means).
 
     ``paper`` maps a model key to the published figures (column label -> text); such
     a model gets a second row ``KEY (paper)`` right below ours, never instead of it.
@@ -31,8 +40,8 @@ def results_table(results: dict[str, dict[str, Any]], paper: dict[str, dict[str,
     header = ["model", "clean", *labels, "worst case"]
     rows = []
     for name, res in results.items():
-        by_label = {a["label"]: a["robust_accuracy"] for a in res["attacks"]}
-        rows.append([name, pct(res["clean_accuracy"]), *(pct(by_label.get(lb, float("nan"))) for lb in labels),
+        by_label = {a["label"]: _cell(a) for a in res["attacks"]}
+        rows.append([name, pct(res["clean_accuracy"]), *(by_label.get(lb, "-") for lb in labels),
                      pct(res["worst_case_accuracy"])])
         if paper and name in paper:
             ref = paper[name]

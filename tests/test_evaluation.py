@@ -274,3 +274,17 @@ def test_table_shows_mean_distortion_of_minimum_norm_attacks() -> None:
     table = results_table({"m": res}, {"m": {"clean": "92.0", "PGD": "3.0"}})
     assert "| m | 90.0 | 10.0 (d=1.23) | 25.0 | 10.0 |" in table
     assert "| m (paper) | 92.0 | - | 3.0 | - |" in table
+
+
+def test_transfer_forwards_options_of_its_crafting_attack(sce_model: Classifier, substitute_model: Classifier,
+                                                          mnist_test: Data) -> None:
+    """``transfer`` takes **options of the attack it crafts with (e.g. MIM's decay), typed by that attack."""
+    from robustloss.attacks import ATTACKS, MIM
+
+    attack = ATTACKS.build("transfer", {"substitute_model": substitute_model, "attack": "mim", "decay": "0.5",
+                                        "steps": "3"}, model=sce_model)
+    crafted = attack.crafting
+    assert isinstance(crafted, MIM) and crafted.decay == 0.5 and crafted.steps == 3
+    with pytest.raises(UserError, match="has no option 'bogus'"):
+        ATTACKS.build("transfer", {"substitute_model": substitute_model, "attack": "mim", "bogus": "1"},
+                      model=sce_model)

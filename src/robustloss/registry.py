@@ -96,8 +96,14 @@ class Registry(Generic[T]):
         JSON-representable default (so equal settings compare equal however given).
         """
         params = {p.name: p for p in self._parameters(name)}
+        # a constructor with **kwargs (e.g. transfer) forwards unknown options as given,
+        # to a constructor that validates and types them itself
+        forwards = any(p.kind == p.VAR_KEYWORD for p in inspect.signature(self.get(name)).parameters.values())
         out: dict[str, Any] = {}
         for key, raw in (given or {}).items():
+            if key not in params and forwards:
+                out[key] = raw
+                continue
             if key not in params:
                 choices = ", ".join(sorted(params)) or "(none)"
                 raise UserError(f"{self.kind} '{name}' has no option '{key}'; valid options: {choices}")

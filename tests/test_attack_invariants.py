@@ -314,7 +314,7 @@ def test_unknown_norm_rejected(name: str) -> None:
     ("apgd", {"rho": 1.5}), ("apgd", {"momentum": -0.1}), ("apgd", {"steps": 0}), ("apgd", {"loss": "nope"}),
     ("multitarget", {"k": 0}), ("multitarget", {"restarts": 0}), ("gaussian-noise", {"sigma": -1.0}),
     ("rotation", {"degrees": 200.0}), ("transfer", {"attack": "cw"}), ("transfer", {"substitute_model": None}),
-    ("transfer", {"decay": 0.5}), ("transfer", {"eps": -1.0}),
+    ("transfer", {"bogus": 0.5}), ("transfer", {"eps": -1.0}),
 ])
 def test_bad_options_rejected(name: str, bad: dict[str, Any]) -> None:
     with pytest.raises(UserError):

@@ -103,6 +103,8 @@ class APGD(IterativeAttack):
         fooled = torch.zeros(n, dtype=torch.bool, device=x.device)
 
         def track(point: Tensor, logits: Tensor) -> None:
+            if self.final_iterate:  # run every step; return the highest-loss point
+                return
             hit = self.is_adversarial(logits, labels, targets) & ~fooled
             found[hit] = point[hit]
             fooled[hit] = True

@@ -25,10 +25,6 @@ from robustloss.registry import parse_options
 TRANSFER_ATTACKS = ("apgd", "bim", "fgsm", "mim", "pgd")
 
 
-def _never_adversarial(logits: Tensor, labels: Tensor, targets: Tensor | None) -> Tensor:
-    return torch.zeros(labels.shape[0], dtype=torch.bool, device=labels.device)
-
-
 def build_crafting_attack(substitute: nn.Module, attack: str, params: Mapping[str, Any], *,
                           final_iterate: bool = True) -> IterativeAttack:
     """The gradient attack ``attack`` with ``params`` on ``substitute`` (its own adaptive loss by default).
@@ -46,8 +42,7 @@ def build_crafting_attack(substitute: nn.Module, attack: str, params: Mapping[st
         raise unknown_choice("transfer attack", attack, TRANSFER_ATTACKS)
     crafted = ATTACKS.build(attack, params, model=substitute)   # validates and types the options
     assert isinstance(crafted, IterativeAttack)
-    if final_iterate:
-        crafted.is_adversarial = _never_adversarial  # type: ignore[method-assign]
+    crafted.final_iterate = final_iterate
     return crafted
 
 

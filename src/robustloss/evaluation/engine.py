@@ -99,9 +99,14 @@ def build_attack(model: nn.Module, spec: AttackSpec, seed: int) -> Attack:
 
 
 def run_attack(model: nn.Module, spec: AttackSpec, x: Tensor, y: Tensor, todo: Tensor, *,
-               batch_size: int, device: torch.device, seed: int, progress: bool = False) -> AttackResult:
-    """Run ``spec`` on the points ``todo`` (indices) of ``(x, y)``; the others count as not robust."""
-    attack = build_attack(model, spec, seed)
+               batch_size: int, device: torch.device, seed: int, progress: bool = False,
+               attack: Attack | None = None) -> AttackResult:
+    """Run ``spec`` on the points ``todo`` (indices) of ``(x, y)``; the others count as not robust.
+
+    ``attack`` is ``spec`` already built (with ``seed``); built here when not given.
+    """
+    if attack is None:
+        attack = build_attack(model, spec, seed)
     robust = torch.zeros(len(x), dtype=torch.bool)
     distortion = torch.full((len(x),), float("nan")) if attack.minimum_norm else None
     start = time.perf_counter()
@@ -130,8 +135,8 @@ def evaluate(model: nn.Module, x: Tensor, y: Tensor, suite: list[AttackSpec], *,
     each attack (e.g. to save partial results).
     """
     device = torch.device(device)
-    for index, spec in enumerate(suite):  # fail on a bad spec before spending time on the others
-        build_attack(model, spec, seed + index)
+    # build every attack first: a bad spec fails before time is spent on the others
+    attacks = [build_attack(model, spec, seed + index) for index, spec in enumerate(suite)]
     clean = predict(model, x, batch_size, device) == y
     result = EvalResult(len(x), clean, worst_case_mode=worst_case)
     alive = clean.clone()
@@ -141,7 +146,7 @@ def evaluate(model: nn.Module, x: Tensor, y: Tensor, suite: list[AttackSpec], *,
         else:
             todo = torch.nonzero(alive if worst_case else clean).squeeze(1)
             res = run_attack(model, spec, x, y, todo, batch_size=batch_size, device=device,
-                             seed=seed + index, progress=progress)
+                             seed=seed + index, progress=progress, attack=attacks[index])
             if on_result is not None:
                 on_result(res)
         result.attacks.append(res)

@@ -63,7 +63,8 @@ from torch import Tensor, nn
 from robustloss.attacks import FGSM, PGD, SPSA, Attack, AttackLoss, eval_mode
 from robustloss.attacks.base import random_in_ball
 from robustloss.attacks.losses import forward, resolve_loss
-from robustloss.errors import UserError, check_range, unknown_choice
+from robustloss.errors import UserError, check_int, check_range, unknown_choice
+from robustloss.evaluation.engine import predict
 from robustloss.evaluation.suite import AttackSpec
 
 #: number of points the checks use by default (the first ones of the evaluation set)
@@ -126,9 +127,7 @@ class _Diagnosis:
         self._pgd: dict[float, tuple[Tensor | None, str]] = {}
 
     def predict(self, x: Tensor) -> Tensor:
-        with eval_mode(self.model), torch.no_grad():
-            return torch.cat([self.model(x[i:i + self.batch_size].to(self.device)).argmax(1).cpu()
-                              for i in range(0, len(x), self.batch_size)])
+        return predict(self.model, x, self.batch_size, self.device)
 
     def robust(self, attack: Attack, m: int | None = None) -> tuple[Tensor | None, str]:
         """(robust per point of the first ``m``, "") - or (None, why) if the attack could not run.
@@ -259,12 +258,6 @@ def _acc(robust: Tensor | None) -> float:
     return float("nan") if robust is None else float(robust.float().mean())
 
 
-def _check_int(name: str, value: Any, low: int) -> int:
-    if isinstance(value, bool) or int(value) != value or value < low:
-        raise UserError(f"diagnostics {name} must be an integer >= {low}, got {value!r}")
-    return int(value)
-
-
 def default_eps(suite: list[AttackSpec], eps: float | None = None) -> float:
     """``eps`` if given, else the largest L-inf ``eps`` of the suite's attacks (their default when not set)."""
     if eps is not None:
@@ -304,9 +297,9 @@ def diagnose(model: nn.Module, x: Tensor, y: Tensor, *, eps: float, n: int = DEF
     lo, hi = float(bounds[0]), float(bounds[1])
     if not lo < hi:
         raise UserError(f"bounds must satisfy low < high, got {bounds!r}")
-    n, steps, spsa_n, spsa_steps, batch_size = (_check_int(k, v, 1) for k, v in (
+    n, steps, spsa_n, spsa_steps, batch_size = (check_int(f"diagnostics {k}", v, 1) for k, v in (
         ("n", n), ("steps", steps), ("spsa_n", spsa_n), ("spsa_steps", spsa_steps), ("batch_size", batch_size)))
-    if _check_int("spsa_samples", spsa_samples, 2) % 2:
+    if check_int("diagnostics spsa_samples", spsa_samples, 2) % 2:
         raise UserError(f"diagnostics spsa_samples must be even (antithetic pairs), got {spsa_samples!r}")
     for key, value in (("tolerance", tolerance), ("max_masked_fraction", max_masked_fraction),
                        ("large_eps_max_accuracy", large_eps_max_accuracy)):

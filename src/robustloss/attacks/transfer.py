@@ -16,7 +16,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from robustloss.attacks.base import Attack, IterativeAttack, eval_mode
+from robustloss.attacks.base import Attack, IterativeAttack
 from robustloss.attacks.losses import AttackLoss
 from robustloss.errors import UserError, unknown_choice
 from robustloss.registry import parse_options
@@ -136,6 +136,8 @@ def transfer_matrix(substitutes: Mapping[str, nn.Module], targets: Mapping[str, 
     substitute that is also a target gives the white-box number on the diagonal
     (of the full-length attack when ``final_iterate=True``).
     """
+    from robustloss.evaluation.engine import predict  # evaluation builds on attacks, not the reverse
+
     name, params = parse_attack_spec(attack_spec)
     if x.shape[0] != y.shape[0]:
         raise UserError(f"x and y disagree in length: {x.shape[0]} vs {y.shape[0]}")
@@ -147,10 +149,6 @@ def transfer_matrix(substitutes: Mapping[str, nn.Module], targets: Mapping[str, 
         x_adv = torch.cat([crafting(x[i:i + batch_size], y[i:i + batch_size])
                            for i in range(0, x.shape[0], batch_size)]) if x.shape[0] else x.clone()
         for tgt_name, target in targets.items():
-            correct = 0
-            with eval_mode(target), torch.no_grad():
-                for i in range(0, x.shape[0], batch_size):
-                    pred = target(x_adv[i:i + batch_size]).argmax(dim=1)
-                    correct += int((pred == y[i:i + batch_size].to(pred.device)).sum())
+            correct = int((predict(target, x_adv, batch_size, x_adv.device) == y.cpu()).sum())
             out[(sub_name, tgt_name)] = correct / max(x.shape[0], 1)
     return out

@@ -8,6 +8,7 @@ one-line message and exits with code 2, without a traceback.  It subclasses
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 
 
@@ -21,9 +22,16 @@ def unknown_choice(kind: str, name: str, valid: Iterable[str]) -> UserError:
     return UserError(f"unknown {kind} '{name}'; valid choices: {choices}")
 
 
-def check_range(name: str, value: float, *, low: float | None = None, high: float | None = None,
+def check_range(name: str, value: object, *, low: float | None = None, high: float | None = None,
                 low_inclusive: bool = True, high_inclusive: bool = True) -> float:
-    """Return ``value`` if it lies in the given interval, else raise :class:`UserError`."""
+    """Return ``value`` as a float if it is a real number in the given interval, else raise :class:`UserError`.
+
+    Booleans, strings, ``None`` and NaN are refused; infinity only passes where the
+    interval is unbounded on that side.
+    """
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise UserError(f"{name} must be a number, got {value!r}")
+    value = float(value)
     ok = True
     if low is not None:
         ok &= value >= low if low_inclusive else value > low
@@ -38,8 +46,13 @@ def check_range(name: str, value: float, *, low: float | None = None, high: floa
     return value
 
 
-def check_int(name: str, value: object, low: int) -> int:
-    """Return ``value`` as an int if it is a whole number ``>= low``, else raise :class:`UserError`."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or int(value) != value or value < low:
-        raise UserError(f"{name} must be an integer >= {low}, got {value!r}")
-    return int(value)
+def check_int(name: str, value: object, low: int, high: int | None = None) -> int:
+    """Return ``value`` as an int if it is a whole number in ``[low, high]``, else raise :class:`UserError`.
+
+    Booleans (``steps=True``), strings, NaN and infinity are refused.
+    """
+    if not isinstance(value, bool) and isinstance(value, (int, float)) and math.isfinite(value) \
+            and int(value) == value and value >= low and (high is None or value <= high):
+        return int(value)
+    bound = f">= {low}" if high is None else f"in [{low}, {high}]"
+    raise UserError(f"{name} must be an integer {bound}, got {value!r}")

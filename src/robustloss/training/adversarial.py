@@ -21,36 +21,16 @@ import torch
 from torch import Tensor
 
 from robustloss.attacks.base import IterativeAttack
-from robustloss.attacks.losses import NAMED_LOSSES
 from robustloss.attacks.fgsm import FGSM
 from robustloss.attacks.pgd import PGD
 from robustloss.classifier import Classifier
-from robustloss.errors import UserError, check_range, unknown_choice
 from robustloss.training.config import AdversarialConfig
-
-METHODS = ("pgd", "fgsm")
-MIXES = ("adv", "half")
-
-
-def validate_adversarial(cfg: AdversarialConfig) -> None:
-    if cfg.method not in METHODS:
-        raise unknown_choice("adversarial training method", cfg.method, METHODS)
-    if cfg.mix not in MIXES:
-        raise unknown_choice("adversarial mix", cfg.mix, MIXES)
-    if cfg.loss not in NAMED_LOSSES:
-        raise unknown_choice("attack loss", cfg.loss, NAMED_LOSSES)
-    check_range("adversarial eps", cfg.eps, low=0.0)
-    check_range("adversarial eps_min", cfg.eps_min, low=0.0, high=cfg.eps)
-    check_range("adversarial step_size", cfg.step_size, low=0.0)
-    if cfg.steps < 1:
-        raise UserError(f"adversarial steps must be >= 1, got {cfg.steps}")
-
 
 class TrainingAdversary:
     """Replaces a clean training batch by its adversarial version (or clean + adversarial)."""
 
     def __init__(self, cfg: AdversarialConfig, model: Classifier) -> None:
-        validate_adversarial(cfg)
+        cfg.validate()
         self.cfg = cfg
         self.attack: IterativeAttack
         if cfg.method == "pgd":

@@ -5,10 +5,11 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
-from robustloss.errors import UserError, check_range, unknown_choice
+from robustloss.errors import UserError, check_int, check_range, unknown_choice
 
 OPTIMIZERS = ("sgd", "adam")
-DEVICES = ("auto", "cpu", "cuda")
+AT_METHODS = ("pgd", "fgsm")
+AT_MIXES = ("adv", "half")
 
 
 @dataclass
@@ -27,6 +28,22 @@ class AdversarialConfig:
     eps_min: float = 0.0         # FGSM-AT draws eps uniformly from [eps_min, eps] (seed 004)
     mix: str = "adv"             # "adv": adversarial only; "half": 1:1 clean + adversarial
     loss: str = "adaptive"       # attack loss used to craft training examples
+
+    def validate(self) -> AdversarialConfig:
+        """Check every field (a :class:`UserError` names the first bad one)."""
+        from robustloss.attacks.losses import NAMED_LOSSES
+
+        if self.method not in AT_METHODS:
+            raise unknown_choice("adversarial training method", self.method, AT_METHODS)
+        if self.mix not in AT_MIXES:
+            raise unknown_choice("adversarial mix", self.mix, AT_MIXES)
+        if self.loss not in NAMED_LOSSES:
+            raise unknown_choice("attack loss", self.loss, NAMED_LOSSES)
+        self.eps = check_range("adversarial eps", self.eps, low=0.0, high=1e6)
+        self.eps_min = check_range("adversarial eps_min", self.eps_min, low=0.0, high=self.eps)
+        self.step_size = check_range("adversarial step_size", self.step_size, low=0.0, high=1e6)
+        self.steps = check_int("adversarial steps", self.steps, 1)
+        return self
 
 
 @dataclass
@@ -76,9 +93,7 @@ class TrainConfig:
         if self.train_limit is not None and self.train_limit < 1:
             raise UserError(f"train_limit must be >= 1, got {self.train_limit}")
         if self.adversarial is not None:
-            from robustloss.training.adversarial import validate_adversarial
-
-            validate_adversarial(self.adversarial)
+            self.adversarial.validate()
         return self
 
     def to_dict(self) -> dict[str, Any]:

@@ -9,7 +9,8 @@ import torch
 
 from robustloss import datasets
 from robustloss.classifier import Classifier
-from robustloss.training import TrainConfig, train_run
+from robustloss.runs import train_run
+from robustloss.training import TrainConfig
 
 
 # Small models gain little from intra-op threads, and several test processes on a

@@ -9,9 +9,11 @@ random 1x16x16 inputs: the output is a detached tensor of the input's shape in
 the bounds and (for attacks with ``eps``) in the ``eps`` ball; a zero budget
 returns the input exactly; inputs, model parameters and their ``.grad`` are
 untouched; each module's training mode is restored; a fixed seed gives the same
-output; a targeted attack's reported successes are hits on the target, and
-attacks that keep the first fooling iterate return a fooling point whenever
-they evaluated one.  Error cases: targets equal to the labels, inputs outside
+output (also the same attack object called twice); every attack returns the
+same :class:`AttackResult` (success = misclassified / target hit at the
+returned point, distortion in the attack's norm, the model's prediction, the
+queries used), and attacks that keep the first fooling iterate return a fooling
+point whenever they evaluated one.  Error cases: targets equal to the labels, inputs outside
 the bounds, a model returning probabilities or a tuple, an unknown norm.
 """
 
@@ -190,7 +192,8 @@ def test_attack_invariants(name: str, data_seed: int, n: int, objective: str, ep
         m.train()
     try:
         with Recorder(model) as rec:
-            x_adv = attack(x, y, targets)
+            result = attack.run(x, y, targets)
+        x_adv = result.adversarial
         # training mode of every module restored, nothing written to the models
         for m, state in zip(models, states):
             assert all(mod.training for mod in m.modules()), f"{name}: training mode not restored"
@@ -210,19 +213,24 @@ def test_attack_invariants(name: str, data_seed: int, n: int, objective: str, ep
     if hasattr(attack, "eps") and not attack.minimum_norm:
         dist = lp_norm(x_adv - x, getattr(attack, "norm", "linf"))
         assert bool((dist <= attack.eps * (1 + 1e-5) + 1e-6).all()), f"{name}: left the eps ball: {dist} > {attack.eps}"
-    # reported successes are real (targeted: hits on the given target)
-    fooled = predict(model, x_adv) == targets if targets is not None else predict(model, x_adv) != y
-    if attack.minimum_norm and attack.distortion is not None and (targets is not None or not targeted):
-        assert bool(fooled[torch.isfinite(attack.distortion)].all()), f"{name}: reported a success that is not one"
-    success = getattr(attack, "success", None)   # attacks that report per-example success (e.g. SimBA)
-    if isinstance(success, Tensor) and success.shape == fooled.shape and (targets is not None or not targeted):
-        assert bool(fooled[success.bool()].all()), f"{name}: reported a success that is not one"
+    # one result shape for every attack, measured at the returned point
+    pred = predict(model, x_adv)
+    assert torch.equal(result.prediction, pred), f"{name}: prediction is not the model's class at x_adv"
+    fooled = pred == targets if targets is not None else pred != y
+    if targets is not None or not targeted:
+        assert torch.equal(result.success, fooled), f"{name}: success is not 'fooled' at the returned point"
+    else:   # random targets drawn inside: a hit on a target is a misclassification
+        assert bool((pred != y)[result.success].all()), f"{name}: reported a success that is not one"
+    assert result.success.dtype == torch.bool and result.success.shape == (n,)
+    assert torch.allclose(result.distortion, lp_norm(x_adv - x, attack.norm)), f"{name}: distortion"
+    assert isinstance(result.queries, int) and result.queries >= n, f"{name}: queries {result.queries}"
     if spec.get("keeps_hits") and hasattr(attack, "eps") and (targets is not None or not targeted):
         seen = rec.hits_seen(x, y, targets, attack.eps, getattr(attack, "norm", "linf"))
         assert bool(fooled[seen].all()), f"{name}: evaluated a fooling point but returned one that does not fool"
-    # determinism: a fresh attack with the same seed gives the same output
+    # determinism: a fresh attack with the same seed, and the same attack called again, give the same output
     again = build(name, model, **overrides)(x, y, targets)
     assert torch.equal(again, x_adv), f"{name}: not deterministic for a fixed seed"
+    assert torch.equal(attack(x, y, targets), x_adv), f"{name}: a second call of the same attack differs"
 
 
 @pytest.mark.parametrize("name", ATTACKS.names())
@@ -244,6 +252,13 @@ def test_zero_budget_returns_input(name: str, data_seed: int, objective: str, ta
 
 
 # ---------------------------------------------------------------------------- error cases
+def plain_model() -> nn.Module:
+    """A model from elsewhere (no robustloss Classifier inside)."""
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        return nn.Sequential(nn.Flatten(), nn.Linear(SHAPE[1] * SHAPE[2], CLASSES))
+
+
 class Softmaxed(nn.Module):
     def __init__(self, inner: nn.Module) -> None:
         super().__init__()
@@ -254,13 +269,13 @@ class Softmaxed(nn.Module):
 
 
 class Tupled(nn.Module):
-    def __init__(self, inner: Classifier) -> None:
+    def __init__(self, inner: nn.Module) -> None:
         super().__init__()
         self.inner = inner
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        z = self.inner.features(x)
-        return self.inner.objective.logits(z), z
+        out = self.inner(x)
+        return out, out
 
 
 def batch(n: int = 3) -> tuple[Tensor, Tensor]:
@@ -290,14 +305,14 @@ def test_inputs_outside_bounds_rejected(name: str, low: float, high: float) -> N
 def test_model_returning_probabilities_rejected(name: str) -> None:
     x, y = batch()
     with pytest.raises(UserError, match="probabilities"):
-        build(name, Softmaxed(tiny_model("sce")))(x, y)
+        build(name, Softmaxed(plain_model()))(x, y)
 
 
 @pytest.mark.parametrize("name", ATTACKS.names())
 def test_model_returning_tuple_rejected(name: str) -> None:
     x, y = batch()
     with pytest.raises(UserError, match="tuple"):
-        build(name, Tupled(tiny_model("sce")))(x, y)
+        build(name, Tupled(plain_model()))(x, y)
 
 
 @pytest.mark.parametrize("name", ATTACKS.names())
@@ -338,7 +353,7 @@ def test_apgd_dlr_needs_three_classes() -> None:
     model = nn.Sequential(nn.Flatten(), nn.Linear(16 * 16, 2))
     x, y = torch.rand(4, *SHAPE), torch.zeros(4, dtype=torch.long)
     with pytest.raises(UserError, match="DLR"):
-        ATTACKS.build("apgd", {"loss": "dlr", "steps": 2}, model=model)(x, y)
+        ATTACKS.build("apgd", {"loss": "dlr", "steps": 2, "eps": 0.1}, model=model)(x, y)
 
 
 def test_rotation_by_quarter_turn_is_exact() -> None:

@@ -20,7 +20,9 @@ import pytest
 import torch
 from torch import Tensor, nn
 
-from robustloss.attacks import ATTACKS, MultiTargetPGD, TransferAttack, eval_mode, transfer_matrix
+from robustloss.attacks import ATTACKS, MultiTargetPGD, TransferAttack
+from robustloss.classifier import eval_mode
+from robustloss.evaluation import transfer_matrix
 from robustloss.classifier import Classifier
 from robustloss.models import LeNet5
 from robustloss.objectives import MMC
@@ -133,7 +135,7 @@ def test_multitarget_targets_are_nearest_centers_ties_by_logits() -> None:
     x, y = torch.rand(6, 1, 16, 16), torch.arange(6) % 4
     # MM centers are equidistant: every tie is broken by the clean logits
     mmc = Classifier(LeNet5(1, 16, 8), MMC(4, 8))
-    chosen = MultiTargetPGD(mmc, k=2).choose_targets(x, y)
+    chosen = MultiTargetPGD(mmc, 0.1, k=2).choose_targets(x, y)
     with torch.no_grad():
         logits = mmc(x).scatter(1, y[:, None], float("-inf"))
     assert torch.equal(chosen, logits.topk(2, dim=1).indices)
@@ -141,11 +143,11 @@ def test_multitarget_targets_are_nearest_centers_ties_by_logits() -> None:
     centers = torch.zeros(4, 8)
     centers[:, 0] = torch.tensor([0.0, 1.0, 2.5, 4.5])
     line = Classifier(LeNet5(1, 16, 8), MMC(4, 8, centers=centers))
-    chosen = MultiTargetPGD(line, k=3).choose_targets(x, y)
+    chosen = MultiTargetPGD(line, 0.1, k=3).choose_targets(x, y)
     expected = {0: [1, 2, 3], 1: [0, 2, 3], 2: [1, 3, 0], 3: [2, 1, 0]}
     assert chosen.tolist() == [expected[int(label)] for label in y]
     # k larger than the number of other classes: all of them
-    assert MultiTargetPGD(line, k=10).choose_targets(x, y).shape == (6, 3)
+    assert MultiTargetPGD(line, 0.1, k=10).choose_targets(x, y).shape == (6, 3)
 
 
 # ------------------------------------------------------------------ corruptions (seed 000 Sec. 4.5)
@@ -217,7 +219,7 @@ def test_ce_gradient_vanishes_on_mmc_but_adaptive_does_not(setup: Setup) -> None
     """
     x = setup.x.clone().requires_grad_(True)
     (ce,) = torch.autograd.grad(nn.functional.cross_entropy(setup.mmc(x), setup.y, reduction="sum"), x)
-    (adaptive,) = torch.autograd.grad(setup.mmc.attack_loss(x, setup.y).sum(), x)
+    (adaptive,) = torch.autograd.grad(setup.mmc.objective.attack_loss(setup.mmc.features(x), setup.y).sum(), x)
     assert float((ce.flatten(1).abs().amax(dim=1) == 0).float().mean()) >= 0.1
     assert bool((adaptive.flatten(1).abs().amax(dim=1) > 0).all())
 

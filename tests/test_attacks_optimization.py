@@ -73,16 +73,15 @@ def test_cw_defaults_follow_the_papers() -> None:
 def test_cw_untargeted_finds_small_exact_distortions(sce_model: Classifier, mnist_test: tuple[Tensor, Tensor]) -> None:
     x, y = correct_points(sce_model, mnist_test, 50)
     attack = CarliniWagnerL2(sce_model, **CW_FAST)
-    x_adv = attack(x, y)
-    d = attack.distortion
-    assert d is not None and d.shape == (len(x),)
-    ok = torch.isfinite(d)
+    result = attack.run(x, y)
+    x_adv, d, ok = result.adversarial, result.distortion, result.success
+    assert d.shape == (len(x),)
     assert float(ok.float().mean()) >= 0.95
     assert float(d[ok].mean()) < 2.0                               # measured ~1.3 (MNIST pixels in [0, 1])
     assert bool((predict(sce_model, x_adv)[ok] != y[ok]).all())
     # the reported distortion is exactly that of the returned point; failures are returned unchanged
-    assert torch.allclose(d[ok], l2(x_adv - x)[ok], atol=1e-5)
-    assert torch.equal(x_adv[~ok], x[~ok]) and bool(torch.isinf(d[~ok]).all())
+    assert torch.allclose(d, l2(x_adv - x), atol=1e-5)
+    assert torch.equal(x_adv[~ok], x[~ok]) and bool((d[~ok] == 0).all())
     assert float(x_adv.min()) >= 0 and float(x_adv.max()) <= 1
 
 
@@ -90,21 +89,21 @@ def test_cw_already_misclassified_input_has_zero_distortion(sce_model: Classifie
                                                             mnist_test: tuple[Tensor, Tensor]) -> None:
     x, y = correct_points(sce_model, mnist_test, 2)
     wrong = (y + 1) % 10                                           # a label the model does not predict
-    attack = CarliniWagnerL2(sce_model, steps=5, search_steps=1)
-    x_adv = attack(x, wrong)
-    assert torch.equal(x_adv, x) and torch.equal(attack.distortion, torch.zeros(2))
+    result = CarliniWagnerL2(sce_model, steps=5, search_steps=1).run(x, wrong)
+    assert torch.equal(result.adversarial, x) and torch.equal(result.distortion, torch.zeros(2))
+    assert bool(result.success.all())
 
 
 def test_cw_higher_confidence_needs_larger_distortion(sce_model: Classifier,
                                                       mnist_test: tuple[Tensor, Tensor]) -> None:
     x, y = correct_points(sce_model, mnist_test, 20)
-    low = CarliniWagnerL2(sce_model, **CW_FAST)
     high = CarliniWagnerL2(sce_model, confidence=5.0, **CW_FAST)
-    low(x, y)
-    x_high = high(x, y)
-    both = torch.isfinite(low.distortion) & torch.isfinite(high.distortion)
+    low_r = CarliniWagnerL2(sce_model, **CW_FAST).run(x, y)
+    high_r = high.run(x, y)
+    x_high = high_r.adversarial
+    both = low_r.success & high_r.success
     assert int(both.sum()) >= 18
-    assert float(high.distortion[both].mean()) > 1.3 * float(low.distortion[both].mean())   # measured ~2.3x
+    assert float(high_r.distortion[both].mean()) > 1.3 * float(low_r.distortion[both].mean())   # measured ~2.3x
     # the high-confidence points really have margin >= kappa
     margin = high.loss_fn(high.forward(x_high), y, None)
     assert bool((margin[both] >= 5.0 - 1e-4).all())
@@ -113,28 +112,26 @@ def test_cw_higher_confidence_needs_larger_distortion(sce_model: Classifier,
 def test_cw_targeted_hits_the_target(sce_model: Classifier, mnist_test: tuple[Tensor, Tensor]) -> None:
     x, y = correct_points(sce_model, mnist_test, 30)
     targets = random_targets(y, 10, torch.Generator().manual_seed(1))
-    attack = CarliniWagnerL2(sce_model, targeted=True, **CW_FAST)
-    x_adv = attack(x, y, targets)
-    ok = torch.isfinite(attack.distortion)
+    result = CarliniWagnerL2(sce_model, targeted=True, **CW_FAST).run(x, y, targets)
+    x_adv, ok = result.adversarial, result.success
     assert float(ok.float().mean()) >= 0.9
     assert bool((predict(sce_model, x_adv)[ok] == targets[ok]).all())
-    assert torch.allclose(attack.distortion[ok], l2(x_adv - x)[ok], atol=1e-5)
+    assert torch.allclose(result.distortion, l2(x_adv - x), atol=1e-5)
     # a target is harder to reach than any wrong class
-    untargeted = CarliniWagnerL2(sce_model, **CW_FAST)
-    untargeted(x, y)
-    both = ok & torch.isfinite(untargeted.distortion)
-    assert float(attack.distortion[both].mean()) > float(untargeted.distortion[both].mean())
+    untargeted = CarliniWagnerL2(sce_model, **CW_FAST).run(x, y)
+    both = ok & untargeted.success
+    assert float(result.distortion[both].mean()) > float(untargeted.distortion[both].mean())
 
 
 def test_cw_mmc_adaptive_margin_equals_logit_margin(mmc_model: Classifier, mnist_test: tuple[Tensor, Tensor]) -> None:
     """For MMC the prediction logits are ``-L_MMC(z, l)``, so the adaptive margin (seed 000's
     ``-L_Ada^{un,2}``) and the C&W margin on the logits are the same function: same result."""
     x, y = correct_points(mmc_model, mnist_test, 20)
-    adaptive = CarliniWagnerL2(mmc_model, **CW_FAST)
-    plain = CarliniWagnerL2(mmc_model, loss="margin", **CW_FAST)
-    x_a, x_p = adaptive(x, y), plain(x, y)
-    assert torch.equal(x_a, x_p) and torch.equal(adaptive.distortion, plain.distortion)
-    ok = torch.isfinite(adaptive.distortion)
+    adaptive = CarliniWagnerL2(mmc_model, **CW_FAST).run(x, y)
+    plain = CarliniWagnerL2(mmc_model, loss="margin", **CW_FAST).run(x, y)
+    x_a, x_p = adaptive.adversarial, plain.adversarial
+    assert torch.equal(x_a, x_p) and torch.equal(adaptive.success, plain.success)
+    ok = adaptive.success
     assert float(ok.float().mean()) >= 0.9
     assert bool((predict(mmc_model, x_a)[ok] != y[ok]).all())
 
@@ -187,11 +184,12 @@ def test_spsa_chunked_and_unchunked_identical(sce_model: Classifier, mnist_test:
 def test_spsa_chunk_bounds_the_model_batch(sce_model: Classifier, mnist_test: tuple[Tensor, Tensor]) -> None:
     x, y = correct_points(sce_model, mnist_test, 3)
     model = Recording(sce_model)
-    SPSA(model, 0.05, steps=2, samples=256, chunk=64)(x, y)        # samples > chunk: split per example
+    SPSA(model, 0.05, steps=2, samples=256, chunk=64, loss="ce")(x, y)   # samples > chunk: split per example
     assert max(model.sizes) == 64
-    assert sum(model.sizes) <= 1 + 3 * (1 + 2 * (256 + 1))          # nothing beyond samples + 1 check per step
+    # nothing beyond samples + 1 check per step, the logits check (1 row) and measuring the result (3 rows)
+    assert sum(model.sizes) <= 1 + 3 + 3 * (1 + 2 * (256 + 1))
     model.sizes.clear()
-    SPSA(model, 0.05, steps=2, samples=16, chunk=64)(x, y)         # samples < chunk: examples grouped
+    SPSA(model, 0.05, steps=2, samples=16, chunk=64, loss="ce")(x, y)    # samples < chunk: examples grouped
     assert max(model.sizes) <= 64 and 48 in model.sizes
     # forward passes only: never with autograd
     assert not any(model.grad_enabled)
@@ -239,13 +237,11 @@ def deepfool_reference(model: Classifier, x: Tensor, y: Tensor, overshoot: float
 def test_deepfool_fools_nearly_all_with_small_perturbations(sce_model: Classifier,
                                                             mnist_test: tuple[Tensor, Tensor]) -> None:
     x, y = correct_points(sce_model, mnist_test, 50)
-    attack = DeepFool(sce_model)
-    x_adv = attack(x, y)
-    d = attack.distortion
-    ok = torch.isfinite(d)
+    result = DeepFool(sce_model).run(x, y)
+    x_adv, d, ok = result.adversarial, result.distortion, result.success
     assert float(ok.float().mean()) >= 0.95
     assert bool((predict(sce_model, x_adv)[ok] != y[ok]).all())
-    assert torch.allclose(d[ok], l2(x_adv - x)[ok], atol=1e-5)
+    assert torch.allclose(d, l2(x_adv - x), atol=1e-5)
     assert float(d[ok].mean()) < 2.0                               # measured ~1.2
     # near-minimal: half of the perturbation leaves most points correctly classified
     half = predict(sce_model, x + 0.5 * (x_adv - x)) == y
@@ -284,14 +280,12 @@ def test_deepfool_bad_options_rejected(sce_model: Classifier, bad: dict) -> None
 def test_simba_queries_within_budget_and_counted(sce_model: Classifier, mnist_test: tuple[Tensor, Tensor]) -> None:
     x, y = mnist_test[0][:20], mnist_test[1][:20]
     model = Recording(sce_model)
-    attack = SimBA(model, max_queries=100)
-    x_adv = attack(x, y)
-    q = attack.queries
-    assert q is not None and int(q.max()) <= 100 and int(q.min()) >= 1
-    assert int(q.sum()) == sum(model.sizes) - 1    # every evaluated row is counted (1: the base's logits check)
-    # a point that is not fooled used its whole budget (784 coordinates > 100 queries)
-    assert bool((q[~attack.success] == 100).all())
-    assert torch.equal(attack.success, predict(sce_model, x_adv) != y)
+    result = SimBA(model, eps=0.2, max_queries=100).run(x, y)
+    x_adv = result.adversarial
+    assert result.queries == sum(model.sizes)      # every evaluated row is counted (also the check and the result)
+    # at most 100 per image, plus the logits check (1 row) and measuring the result (1 row per image)
+    assert len(x) < result.queries <= 1 + len(x) * (100 + 1)
+    assert torch.equal(result.success, predict(sce_model, x_adv) != y)
     assert float((x_adv - x).abs().max()) <= 0.2 + 1e-6
 
 
@@ -300,10 +294,9 @@ def test_simba_accuracy_drops_with_budget(sce_model: Classifier, mnist_test: tup
     clean = float((predict(sce_model, x) == y).float().mean())
     accs, successes = [], []
     for budget in (20, 150, 600):
-        attack = SimBA(sce_model, max_queries=budget, seed=3)
-        x_adv = attack(x, y)
-        accs.append(float((predict(sce_model, x_adv) == y).float().mean()))
-        successes.append(attack.success)
+        result = SimBA(sce_model, eps=0.2, max_queries=budget, seed=3).run(x, y)
+        accs.append(float((predict(sce_model, result.adversarial) == y).float().mean()))
+        successes.append(result.success)
     assert accs[0] >= accs[1] >= accs[2] and accs[2] <= clean - 0.3
     # the same seed walks the same coordinates, so a larger budget only adds successes
     assert bool((successes[1] >= successes[0]).all() and (successes[2] >= successes[1]).all())
@@ -313,16 +306,14 @@ def test_simba_targeted_and_untargeted_semantics(sce_model: Classifier,
                                                  mnist_test: tuple[Tensor, Tensor]) -> None:
     x, y = correct_points(sce_model, mnist_test, 30)
     targets = random_targets(y, 10, torch.Generator().manual_seed(4))
-    attack = SimBA(sce_model, max_queries=2000, targeted=True)
-    x_adv = attack(x, y, targets)
-    pred = predict(sce_model, x_adv)
-    assert torch.equal(attack.success, pred == targets)
-    assert float(attack.success.float().mean()) >= 0.15  # measured 0.27 with the conftest fixture
-    assert int(attack.queries.max()) <= 2000
-    untargeted = SimBA(sce_model, max_queries=2000)
-    x_un = untargeted(x, y)
-    assert torch.equal(untargeted.success, predict(sce_model, x_un) != y)
-    assert float(untargeted.success.float().mean()) > float(attack.success.float().mean())
+    result = SimBA(sce_model, eps=0.2, max_queries=2000, targeted=True).run(x, y, targets)
+    pred = predict(sce_model, result.adversarial)
+    assert torch.equal(result.success, pred == targets)
+    assert float(result.success.float().mean()) >= 0.15  # measured 0.27 with the conftest fixture
+    assert result.queries <= 1 + len(x) * (2000 + 1)
+    untargeted = SimBA(sce_model, eps=0.2, max_queries=2000).run(x, y)
+    assert torch.equal(untargeted.success, predict(sce_model, untargeted.adversarial) != y)
+    assert float(untargeted.success.float().mean()) > float(result.success.float().mean())
 
 
 @pytest.mark.parametrize("bad", [{"max_queries": 0}, {"eps": -0.2}, {"loss": "nope"}])

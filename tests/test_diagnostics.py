@@ -14,8 +14,77 @@ from robustloss.evaluation.suite import SUITES, AttackSpec, load_suite
 Data = tuple[Tensor, Tensor]
 
 
+class InputSide(nn.Module):
+    """An input-side layer that changes only how gradients flow, not (much) the forward."""
+
+    def transform(self, x: Tensor) -> Tensor:
+        raise NotImplementedError  # each masking layer below defines it
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.transform(x)
+
+
+class Masked(nn.Sequential):
+    """``nn.Sequential(masking layer, classifier)``: attacks still find the objective (adaptive loss)."""
+
+    layer: type[InputSide]
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__(self.layer(), model)
+
+
+class _Round(InputSide):
+    def transform(self, x: Tensor) -> Tensor:
+        return torch.round(x * 64) / 64
+
+
+class Quantised(Masked):
+    """Rounds the input to 1/64 steps: the forward barely changes, the input gradient is exactly zero."""
+
+    layer = _Round
+
+
+class _Detach(InputSide):
+    def transform(self, x: Tensor) -> Tensor:
+        return x.detach()
+
+
+class Detached(Masked):
+    """Detaches the input: the loss does not reach the input through autograd at all."""
+
+    layer = _Detach
+
+
+class _GridOnly(InputSide):
+    def transform(self, x: Tensor) -> Tensor:
+        on_grid = (x * 256 - torch.round(x * 256)).abs() < 1e-4
+        return torch.where(on_grid, x, x.detach())
+
+
+class GridOnlyGradient(Masked):
+    """Gradients flow only through pixels on the data's k/256 grid.
+
+    At a clean image (all pixels on the grid) the gradient is informative, so
+    FGSM works; a random start or one small step moves pixels off the grid,
+    where the gradient vanishes, so PGD is stuck: iterative < one-step.
+    """
+
+    layer = _GridOnly
+
+
+class _SqrtSquared(InputSide):
+    def transform(self, x: Tensor) -> Tensor:
+        return torch.sqrt(x) ** 2
+
+
+class NaNGradient(Masked):
+    """``sqrt(x)^2``: the same forward, but a NaN gradient (0 * inf) at every black pixel."""
+
+    layer = _SqrtSquared
+
+
 class Wrapped(nn.Module):
-    """A trained model behind a forward that changes only how gradients (or randomness) flow."""
+    """A trained model behind an output-side change: attacked on its logits (``loss="ce"``), never adaptively."""
 
     def __init__(self, model: nn.Module) -> None:
         super().__init__()
@@ -25,45 +94,11 @@ class Wrapped(nn.Module):
         return self.model(x)
 
 
-class Quantised(Wrapped):
-    """Rounds the input to 1/64 steps: the forward barely changes, the input gradient is exactly zero."""
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self.model(torch.round(x * 64) / 64)
-
-
-class Detached(Wrapped):
-    """Detaches the input: the loss does not reach the input through autograd at all."""
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self.model(x.detach())
-
-
 class Saturated(Wrapped):
     """Logits scaled by 1e4: the softmax saturates, CE and its gradient are exactly zero on confident points."""
 
     def forward(self, x: Tensor) -> Tensor:
         return self.model(x) * 1e4
-
-
-class GridOnlyGradient(Wrapped):
-    """Gradients flow only through pixels on the data's k/256 grid.
-
-    At a clean image (all pixels on the grid) the gradient is informative, so
-    FGSM works; a random start or one small step moves pixels off the grid,
-    where the gradient vanishes, so PGD is stuck: iterative < one-step.
-    """
-
-    def forward(self, x: Tensor) -> Tensor:
-        on_grid = (x * 256 - torch.round(x * 256)).abs() < 1e-4
-        return self.model(torch.where(on_grid, x, x.detach()))
-
-
-class NaNGradient(Wrapped):
-    """``sqrt(x)^2``: the same forward, but a NaN gradient (0 * inf) at every black pixel."""
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self.model(torch.sqrt(x) ** 2)
 
 
 class Noisy(Wrapped):
@@ -102,7 +137,7 @@ def test_model_mode_is_restored_and_eval_mode_is_used(sce_model: Classifier, mni
     model = nn.Sequential(sce_model, nn.Dropout(0.5))   # random in train mode only
     model.train()
     try:
-        (check,) = diagnose(model, x, y, eps=0.3, n=50, checks=["deterministic-outputs"])
+        (check,) = diagnose(model, x, y, eps=0.3, n=50, checks=["deterministic-outputs"], loss="ce")
         assert check.passed, check.detail
         assert model.training and model[1].training and sce_model.training
     finally:
@@ -128,20 +163,23 @@ def test_black_box_check_fails_when_gradients_are_quantised_away(sce_model: Clas
 
 
 @pytest.mark.parametrize("wrapper", [Quantised, Saturated])
-def test_eps_check_fails_when_pgd_cannot_fool_at_unbounded_eps(wrapper: type[Wrapped], sce_model: Classifier,
+def test_eps_check_fails_when_pgd_cannot_fool_at_unbounded_eps(wrapper: type[nn.Module], sce_model: Classifier,
                                                                mnist_test: Data) -> None:
     x, y = mnist_test
-    (check,) = diagnose(wrapper(sce_model), x, y, eps=0.3, n=60, steps=10, checks=["accuracy-falls-with-eps"])
+    loss = "ce" if issubclass(wrapper, Wrapped) else None
+    (check,) = diagnose(wrapper(sce_model), x, y, eps=0.3, n=60, steps=10, checks=["accuracy-falls-with-eps"],
+                        loss=loss)
     assert not check.passed, check.detail
     assert check.values["pgd_accuracy"][-1] > 0.05 and "eps=1" in check.detail
 
 
 @pytest.mark.parametrize("wrapper,key", [(Quantised, "zero_fraction_clean"), (Detached, "zero_fraction_clean"),
                                          (Saturated, "zero_fraction_clean"), (NaNGradient, "nonfinite_fraction_clean")])
-def test_gradient_check_fails_on_zero_or_nan_gradients(wrapper: type[Wrapped], key: str, sce_model: Classifier,
+def test_gradient_check_fails_on_zero_or_nan_gradients(wrapper: type[nn.Module], key: str, sce_model: Classifier,
                                                        mnist_test: Data) -> None:
     x, y = mnist_test
-    (check,) = diagnose(wrapper(sce_model), x, y, eps=0.3, n=100, checks=["finite-nonzero-gradients"])
+    loss = "ce" if issubclass(wrapper, Wrapped) else None
+    (check,) = diagnose(wrapper(sce_model), x, y, eps=0.3, n=100, checks=["finite-nonzero-gradients"], loss=loss)
     assert not check.passed, check.detail
     assert check.values[key] > 0.9
 
@@ -150,13 +188,13 @@ def test_gradient_attacks_that_cannot_run_fail_their_checks(sce_model: Classifie
     x, y = mnist_test
     checks = diagnose(Detached(sce_model), x, y, eps=0.3, n=20, steps=2,
                       checks=["iterative-beats-one-step", "accuracy-falls-with-eps"])
-    assert [c.passed for c in checks] == [False, False]
-    assert all("could not run" in c.detail for c in checks)
+    assert [c.passed for c in checks] == [False, False]   # a crash inside a check is a failed check
+    assert all("the check crashed: RuntimeError" in c.detail and "error" in c.values for c in checks)
 
 
 def test_randomness_check_fails_on_a_noisy_model(sce_model: Classifier, mnist_test: Data) -> None:
     x, y = mnist_test
-    (check,) = diagnose(Noisy(sce_model), x, y, eps=0.3, n=100, checks=["deterministic-outputs"])
+    (check,) = diagnose(Noisy(sce_model), x, y, eps=0.3, n=100, checks=["deterministic-outputs"], loss="ce")
     assert not check.passed and "EOT" in check.detail
     assert check.values["max_abs_logit_difference"] > 1 and check.values["prediction_changes"] > 0
 
@@ -198,7 +236,8 @@ def test_default_eps_is_the_suites_largest_linf_eps() -> None:
     assert default_eps(load_suite("mnist-pgd")) == pytest.approx(0.3)
     assert default_eps(SUITES["cifar-full"]) == pytest.approx(8 / 255)
     assert default_eps(load_suite("cifar-pgd")) == pytest.approx(16 / 255)
-    assert default_eps([AttackSpec("FGSM", "fgsm", {})]) == pytest.approx(0.3)   # the attack's default eps
+    with pytest.raises(UserError, match="--diagnose-eps"):   # eps is required: a spec without one has none
+        default_eps([AttackSpec("FGSM", "fgsm", {})])
     assert default_eps([AttackSpec("a", "pgd", {"eps": "0.1", "steps": 2}),
                         AttackSpec("b", "pgd", {"eps": 2.0, "steps": 2, "norm": "l2"})]) == pytest.approx(0.1)
     assert default_eps(load_suite("mnist-full"), 0.2) == pytest.approx(0.2)

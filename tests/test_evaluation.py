@@ -15,9 +15,10 @@ from torch import Tensor, nn
 from robustloss.classifier import Classifier
 from conftest import run_cli as _cli
 from robustloss.errors import UserError
-from robustloss.evaluation import engine, runs
+from robustloss import runs
+from robustloss.evaluation import engine
 from robustloss.evaluation.diagnostics import CHECKS
-from robustloss.evaluation.engine import AttackResult, build_attack, evaluate
+from robustloss.evaluation.engine import SpecResult, build_attack, evaluate
 from robustloss.evaluation.suite import SUITES, AttackSpec, load_suite, parse_spec
 
 Data = tuple[Tensor, Tensor]
@@ -34,15 +35,16 @@ def run_dir(sce_model: Classifier, runs_dir: Path, tmp_path: Path) -> Path:
     return Path(shutil.copytree(runs_dir / "lenet5-sce", tmp_path / "run"))
 
 
-class Quantised(nn.Module):
-    """Rounds its input to 1/64 steps: exactly zero input gradients (gradient masking)."""
+class _Round(nn.Module):
+    def forward(self, x: Tensor) -> Tensor:
+        return torch.round(x * 64) / 64
+
+
+class Quantised(nn.Sequential):
+    """Rounds its input to 1/64 steps before the classifier: exactly zero input gradients (gradient masking)."""
 
     def __init__(self, model: nn.Module) -> None:
-        super().__init__()
-        self.model = model
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self.model(torch.round(x * 64) / 64)
+        super().__init__(_Round(), model)
 
 
 # --------------------------------------------------------------------------- engine
@@ -77,7 +79,7 @@ def test_independent_mode_attacks_every_correct_point(sce_model: Classifier, mni
 
 def test_cached_specs_are_not_run_again(sce_model: Classifier, mnist_test: Data) -> None:
     x, y = mnist_test[0][:40], mnist_test[1][:40]
-    fooled_all = AttackResult(SUITE[0], torch.zeros(40, dtype=torch.bool), 1.0, 40)
+    fooled_all = SpecResult(SUITE[0], torch.zeros(40, dtype=torch.bool), 1.0, 40)
     seen: list[str] = []
     res = evaluate(sce_model, x, y, SUITE, worst_case=True, cached={SUITE[0].key(): fooled_all},
                    on_result=lambda r: seen.append(r.spec.label))
@@ -102,7 +104,7 @@ def test_killed_evaluation_resumes_from_partial_results(run_dir: Path, monkeypat
     real = engine.run_attack
     calls: list[str] = []
 
-    def killed_at_second(model: nn.Module, spec: AttackSpec, *args: Any, **kwargs: Any) -> AttackResult:
+    def killed_at_second(model: nn.Module, spec: AttackSpec, *args: Any, **kwargs: Any) -> SpecResult:
         if calls:
             raise KeyboardInterrupt
         calls.append(spec.label)
@@ -118,7 +120,7 @@ def test_killed_evaluation_resumes_from_partial_results(run_dir: Path, monkeypat
     assert list(saved["done"]) == [SUITE[0].key()]
     assert not (run_dir / "eval" / "t.json").exists()
 
-    def counting(model: nn.Module, spec: AttackSpec, *args: Any, **kwargs: Any) -> AttackResult:
+    def counting(model: nn.Module, spec: AttackSpec, *args: Any, **kwargs: Any) -> SpecResult:
         calls.append(spec.label)
         return real(model, spec, *args, **kwargs)
 
@@ -252,7 +254,7 @@ def test_finished_evaluation_is_reused_only_when_identical(run_dir: Path, monkey
     calls: list[str] = []
     real = engine.run_attack
 
-    def counting(model: nn.Module, spec: AttackSpec, *args: Any, **kwargs: Any) -> AttackResult:
+    def counting(model: nn.Module, spec: AttackSpec, *args: Any, **kwargs: Any) -> SpecResult:
         calls.append(spec.label)
         return real(model, spec, *args, **kwargs)
 
@@ -282,9 +284,9 @@ def test_transfer_forwards_options_of_its_crafting_attack(sce_model: Classifier,
     from robustloss.attacks import ATTACKS, MIM
 
     attack = ATTACKS.build("transfer", {"substitute_model": substitute_model, "attack": "mim", "decay": "0.5",
-                                        "steps": "3"}, model=sce_model)
+                                        "steps": "3", "eps": "0.3"}, model=sce_model)
     crafted = attack.crafting
     assert isinstance(crafted, MIM) and crafted.decay == 0.5 and crafted.steps == 3
     with pytest.raises(UserError, match="has no option 'bogus'"):
-        ATTACKS.build("transfer", {"substitute_model": substitute_model, "attack": "mim", "bogus": "1"},
+        ATTACKS.build("transfer", {"substitute_model": substitute_model, "attack": "mim", "bogus": "1", "eps": 0.3},
                       model=sce_model)

@@ -19,7 +19,8 @@ from robustloss import UserError, datasets
 from robustloss.centers import mm_centers, random_centers
 from robustloss.objectives import (EMC, GCE, HMMC, ISCE, LGM, MMC, OBJECTIVES, PC, ArcFace, CenterLoss,
                                    LabelSmoothing, MMCRand, build_objective)
-from robustloss.training import TrainConfig, train_run
+from robustloss.runs import train_run
+from robustloss.training import TrainConfig
 
 D = torch.float64
 NEW = ["center", "lgm", "mmc-rand", "emc", "hmmc", "isce", "pc", "gce", "arcface", "label-smoothing"]

@@ -13,7 +13,8 @@ import pytest
 import torch
 
 from robustloss import UserError, load_run
-from robustloss.training import AdversarialConfig, TrainConfig, Trainer, TrainingDiverged, train_run
+from robustloss.runs import train_run
+from robustloss.training import AdversarialConfig, TrainConfig, Trainer, TrainingDiverged
 from robustloss.training.checkpoint import load_checkpoint
 
 CLI = [sys.executable, "-m", "robustloss.cli"]

@@ -120,7 +120,7 @@ def build_parser() -> argparse.ArgumentParser:
 def _train(args: argparse.Namespace) -> int:
     from robustloss.registry import parse_options
     from robustloss.training.config import AdversarialConfig, TrainConfig
-    from robustloss.training.run import train_run
+    from robustloss.runs import train_run
 
     model_options: dict[str, object] = dict(parse_options(args.model_opt))
     if args.feature_dim is not None:
@@ -148,9 +148,8 @@ def _train(args: argparse.Namespace) -> int:
 
 def _evaluate(args: argparse.Namespace) -> int:
     from robustloss.evaluation.report import results_table
-    from robustloss.evaluation.runs import evaluate_run
     from robustloss.evaluation.suite import load_suite, parse_spec
-    from robustloss.training.run import read_config
+    from robustloss.runs import evaluate_run, read_config
 
     config = read_config(args.run_dir)
     if args.attack:

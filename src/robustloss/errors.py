@@ -26,8 +26,7 @@ def check_range(name: str, value: object, *, low: float | None = None, high: flo
                 low_inclusive: bool = True, high_inclusive: bool = True) -> float:
     """Return ``value`` as a float if it is a real number in the given interval, else raise :class:`UserError`.
 
-    Booleans, strings, ``None`` and NaN are refused; infinity only passes where the
-    interval is unbounded on that side.
+    Booleans, strings, ``None``, NaN and infinity are refused.
     """
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise UserError(f"{name} must be a number, got {value!r}")
@@ -37,7 +36,7 @@ def check_range(name: str, value: object, *, low: float | None = None, high: flo
         ok &= value >= low if low_inclusive else value > low
     if high is not None:
         ok &= value <= high if high_inclusive else value < high
-    if not ok or value != value:  # NaN fails every comparison
+    if not ok or not math.isfinite(value):
         lo = "-inf" if low is None else f"{low:g}"
         hi = "inf" if high is None else f"{high:g}"
         interval = ("[" if low_inclusive and low is not None else "(") + f"{lo}, {hi}" + (

@@ -17,11 +17,10 @@ from typing import Any
 
 from robustloss.errors import unknown_choice
 from robustloss.evaluation.report import results_table
-from robustloss.evaluation.runs import evaluate_run
 from robustloss.evaluation.suite import SUITES
 from robustloss.io import atomic_write_json, atomic_write_text
 from robustloss.training.config import AdversarialConfig, TrainConfig
-from robustloss.training.run import read_config, run_is_complete, train_run
+from robustloss.runs import evaluate_run, read_config, run_is_complete, train_run
 
 
 @dataclass

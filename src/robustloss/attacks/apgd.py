@@ -62,14 +62,14 @@ class APGD(IterativeAttack):
 
     name = "apgd"
 
-    def __init__(self, model: nn.Module, eps: float = 0.3, steps: int = 100, *, norm: str = "linf",
+    def __init__(self, model: nn.Module, eps: float, steps: int = 100, *, norm: str = "linf",
                  restarts: int = 1, rho: float = 0.75, momentum: float = 0.75, random_start: bool = True,
                  loss: str | AttackLoss | None = None, targeted: bool = False,
                  bounds: tuple[float, float] = (0.0, 1.0), seed: int = 0) -> None:
-        super().__init__(model, eps, steps, 2.0 * float(eps), norm=norm, random_start=random_start,
+        super().__init__(model, eps, steps, 2.0 * check_range("eps", eps, low=0.0), norm=norm, random_start=random_start,
                          restarts=restarts, loss=loss, targeted=targeted, bounds=bounds, seed=seed)
-        self.rho = check_range("rho", float(rho), low=0.0, high=1.0)
-        self.momentum = check_range("momentum", float(momentum), low=0.0, high=1.0)
+        self.rho = check_range("rho", rho, low=0.0, high=1.0)
+        self.momentum = check_range("momentum", momentum, low=0.0, high=1.0)
         self.checkpoints = apgd_checkpoints(self.steps)
 
     def params(self) -> dict[str, Any]:
@@ -89,7 +89,7 @@ class APGD(IterativeAttack):
         out = self.forward(x)
         return self.loss_fn(out, labels, targets).detach(), out.logits.detach()
 
-    def run(self, x: Tensor, labels: Tensor, targets: Tensor | None) -> tuple[Tensor, Tensor]:
+    def run_restart(self, x: Tensor, labels: Tensor, targets: Tensor | None) -> tuple[Tensor, Tensor]:
         n = x.shape[0]
         shape = (-1,) + (1,) * (x.dim() - 1)
 
@@ -103,7 +103,7 @@ class APGD(IterativeAttack):
         fooled = torch.zeros(n, dtype=torch.bool, device=x.device)
 
         def track(point: Tensor, logits: Tensor) -> None:
-            if self.final_iterate:  # run every step; return the highest-loss point
+            if self.final_iterate:  # run every step; return the last iterate
                 return
             hit = self.is_adversarial(logits, labels, targets) & ~fooled
             found[hit] = point[hit]
@@ -151,5 +151,7 @@ class APGD(IterativeAttack):
                 last_checkpoint, eta_then, best_then = k + 1, eta.clone(), loss_best.clone()
                 increases.zero_()
 
+        if self.final_iterate:
+            return x_cur, self.is_adversarial(self._loss(x_cur, labels, targets)[1], labels, targets)
         found[~fooled] = x_best[~fooled]
         return found, fooled

@@ -1,50 +1,48 @@
-"""The attack base classes: one call shape for every attack.
+"""The attack base classes: one call shape and one result for every attack.
 
-Build an attack with the model and its parameters, call it with
-``(x, y[, targets])`` and get ``x_adv``::
+Build an attack with the model and its parameters, then either call it for the
+adversarial inputs or :meth:`Attack.run` it for the full :class:`AttackResult`::
 
     attack = PGD(classifier, eps=0.3, steps=40, step_size=0.01)
-    x_adv = attack(x, y)
+    x_adv = attack(x, y)                    # the short call shape
+    result = attack.run(x, y)               # adversarial, success, distortion, prediction, queries
 
-:class:`Attack` (template method) validates the inputs, draws random targets
-for targeted attacks without given ones (seeded, never the true label), puts the
-model in eval mode and restores it afterwards, and calls :meth:`Attack.perturb`.
-Attacks differentiate only with respect to the input, so model parameters and
-their ``.grad`` are never touched; inputs are never modified in place.
+:class:`Attack` (template method, after foolbox 3's typed bases) validates the
+inputs at the boundary, draws random targets for targeted attacks without given
+ones (seeded, never the true label), puts the model in eval mode and restores it
+afterwards, calls :meth:`Attack.perturb` and then measures the result the same way
+for every attack: success is "misclassified" (untargeted) or "the target is
+predicted" (targeted) at the returned point, distortion is the returned point's
+distance to ``x`` in the attack's norm.  Every call starts the attack's random
+stream afresh from ``seed``, so the same attack object called twice on the same
+input gives the same output.  Attacks differentiate only with respect to the
+input, so model parameters and their ``.grad`` are never touched; inputs are
+never modified in place.
 
 :class:`IterativeAttack` is the shared core of the gradient attacks (PGD, BIM,
-FGSM, MIM, ...): random start, ``steps`` gradient steps with a norm-specific
+FGSM, MIM, APGD, multi-target; after advertorch's shared iterative core with a
+``loss_fn`` hook): random start, ``steps`` gradient steps with a norm-specific
 update and projection, restarts, and keeping for every example the first iterate
 that fools the model (so a point is robust only if it survives every iterate of
 every restart); a fooled example leaves the batch, so later steps cost nothing
-for it.  Restarts run only on the points still robust.
+for it.  Restarts run only on the points still robust (AutoAttack's
+survivors-only loop).  With ``final_iterate=True`` every example runs every step
+and the last iterate is returned (adversarial training, transfer).
 """
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import torch
 from torch import Tensor, nn
 
-from robustloss.attacks.losses import AttackLoss, ModelOutput, check_logits, forward, resolve_loss
-from robustloss.errors import UserError, check_range, unknown_choice
+from robustloss.attacks.losses import AttackLoss, ModelOutput, check_logits, forward, locate_for, resolve_loss
+from robustloss.classifier import Located, eval_mode
+from robustloss.errors import UserError, check_int, check_range, unknown_choice
 
 NORMS = ("linf", "l2")
-
-
-@contextlib.contextmanager
-def eval_mode(model: nn.Module) -> Iterator[None]:
-    """Put every submodule in eval mode; restore each one's mode on exit."""
-    modes = [(m, m.training) for m in model.modules()]
-    model.eval()
-    try:
-        yield
-    finally:
-        for module, mode in modes:
-            module.training = mode
 
 
 def random_targets(labels: Tensor, num_classes: int, generator: torch.Generator) -> Tensor:
@@ -97,8 +95,24 @@ def random_in_ball(shape: torch.Size, eps: float, norm: str, generator: torch.Ge
     return (direction * _bcast(radius, direction)).to(device=device, dtype=dtype)
 
 
+@dataclass(frozen=True)
+class AttackResult:
+    """What one call of an attack gives, per example of the batch (all on the input's device)."""
+
+    #: the returned inputs ``(N, ...)``: each attack documents which point it returns
+    adversarial: Tensor
+    #: ``(N,)`` bool: the model misclassifies ``adversarial`` (untargeted) / predicts the target (targeted)
+    success: Tensor
+    #: ``(N,)`` ``||adversarial - x||`` in the attack's norm (:attr:`Attack.norm`)
+    distortion: Tensor
+    #: ``(N,)`` the model's predicted class at ``adversarial``
+    prediction: Tensor
+    #: model evaluations (input rows through the model, forward passes only) this call used, in total
+    queries: int
+
+
 class Attack:
-    """Base of every attack: ``attack(x, y, targets=None) -> x_adv``.
+    """Base of every attack: ``attack(x, y, targets=None) -> x_adv``; ``attack.run(...) -> AttackResult``.
 
     Parameters common to all attacks: ``loss`` (a named loss or callable, see
     :mod:`robustloss.attacks.losses`; default: the objective's adaptive loss),
@@ -110,29 +124,39 @@ class Attack:
     name: ClassVar[str] = ""
     #: loss used when ``loss=None``
     default_loss: ClassVar[str] = "adaptive"
-    #: ``True`` for attacks that report a per-example distortion (C&W, DeepFool)
+    #: ``True`` for attacks that search the smallest successful perturbation (C&W, DeepFool)
     minimum_norm: ClassVar[bool] = False
+    #: the norm distortions are measured in (instances may set it, e.g. from a ``norm`` option)
+    norm: str = "linf"
 
     def __init__(self, model: nn.Module, *, loss: str | AttackLoss | None = None, targeted: bool = False,
                  bounds: tuple[float, float] = (0.0, 1.0), seed: int = 0) -> None:
+        if not isinstance(model, nn.Module):
+            raise UserError(f"the model must be a torch.nn.Module returning logits, got {type(model).__name__}")
         self.model = model
         self.loss_name = loss if isinstance(loss, str) else (self.default_loss if loss is None else "custom")
-        self.loss_fn: AttackLoss = resolve_loss(model, loss, self.default_loss)
-        self.targeted = bool(targeted)
-        lo, hi = float(bounds[0]), float(bounds[1])
+        #: where our Classifier sits in the model (``None``: a model without one, or attacked on its logits)
+        self.located: Located | None = locate_for(model, loss, self.default_loss)
+        self.loss_fn: AttackLoss = resolve_loss(self.located, loss, self.default_loss)
+        if not isinstance(targeted, bool):
+            raise UserError(f"targeted must be true or false, got {targeted!r}")
+        self.targeted = targeted
+        if not isinstance(bounds, (tuple, list)) or len(bounds) != 2:
+            raise UserError(f"bounds must be a pair (low, high), got {bounds!r}")
+        lo = check_range("bounds[0]", bounds[0])
+        hi = check_range("bounds[1]", bounds[1])
         if not lo < hi:
             raise UserError(f"bounds must satisfy low < high, got {bounds!r}")
         self.bounds = (lo, hi)
-        self.seed = int(seed)
+        self.seed = check_int("seed", seed, 0, 2 ** 63 - 1)
         self.generator = torch.Generator().manual_seed(self.seed)
-        #: per-example distortion of the last call (minimum-norm attacks only)
-        self.distortion: Tensor | None = None
-        #: per-example success of the last call, where the attack tracks it
-        self.success: Tensor | None = None
+        self.queries = 0
 
     # ------------------------------------------------------------------ helpers
     def forward(self, x: Tensor) -> ModelOutput:
-        return forward(self.model, x)
+        """One forward pass (counted in :attr:`AttackResult.queries`); features too for our classifiers."""
+        self.queries += x.shape[0]
+        return forward(self.model, x, self.located)
 
     def loss_and_grad(self, x: Tensor, labels: Tensor, targets: Tensor | None) -> tuple[Tensor, Tensor, Tensor]:
         """One forward and one backward: (per-example loss, logits, d loss / d x)."""
@@ -157,17 +181,36 @@ class Attack:
 
     # ------------------------------------------------------------------ template
     def __call__(self, x: Tensor, y: Tensor, targets: Tensor | None = None) -> Tensor:
+        """The adversarial inputs (``self.run(x, y, targets).adversarial``)."""
+        return self.run(x, y, targets).adversarial
+
+    def run(self, x: Tensor, y: Tensor, targets: Tensor | None = None, *,
+            generator: torch.Generator | None = None) -> AttackResult:
+        """Attack the batch ``(x, y)`` (towards ``targets`` if given) and measure the result.
+
+        The attack's randomness comes from ``generator`` when given (adversarial
+        training passes one stream per epoch), else from a generator seeded with
+        ``seed`` afresh for this call.
+        """
         x, y, targets = self._validate(x, y, targets)
+        self.generator = generator if generator is not None else torch.Generator().manual_seed(self.seed)
+        self.queries = 0
         with eval_mode(self.model), torch.no_grad():
             logits = self.forward(x[:1]).logits
             check_logits(logits)
             num_classes = logits.shape[1]
-            if self.targeted and targets is None:
-                targets = random_targets(y, num_classes, self.generator)
+            if bool(((y < 0) | (y >= num_classes)).any()):
+                raise UserError(f"labels must be class indices in [0, {num_classes - 1}]")
             if targets is not None and bool(((targets < 0) | (targets >= num_classes)).any()):
                 raise UserError(f"targets must be class indices in [0, {num_classes - 1}]")
-            x_adv = self.perturb(x.detach().clone(), y, targets if self.targeted else None)
-        return x_adv.detach()
+            if self.targeted and targets is None:
+                targets = random_targets(y, num_classes, self.generator)
+            targets = targets if self.targeted else None
+            x_adv = self.perturb(x.detach().clone(), y, targets).detach()
+            logits = self.forward(x_adv).logits
+        return AttackResult(adversarial=x_adv, success=self.is_adversarial(logits, y, targets),
+                            distortion=lp_norm(x_adv - x, self.norm), prediction=logits.argmax(dim=1),
+                            queries=self.queries)
 
     def perturb(self, x: Tensor, labels: Tensor, targets: Tensor | None) -> Tensor:
         """Craft adversarial examples for the validated batch (subclasses implement)."""
@@ -176,16 +219,26 @@ class Attack:
     def _validate(self, x: Tensor, y: Tensor, targets: Tensor | None) -> tuple[Tensor, Tensor, Tensor | None]:
         if not isinstance(x, Tensor) or not x.is_floating_point():
             raise UserError("inputs must be a floating-point tensor")
-        if y.dim() != 1 or y.shape[0] != x.shape[0]:
-            raise UserError(f"labels must have shape ({x.shape[0]},), got {tuple(y.shape)}")
+        dtype = next((p.dtype for p in self.model.parameters() if p.is_floating_point()), None)
+        if dtype is not None and x.dtype != dtype:
+            raise UserError(f"inputs are {x.dtype} but the model computes in {dtype}; pass x.to({dtype})")
+        if not isinstance(y, Tensor) or y.dim() != 1 or y.shape[0] != x.shape[0]:
+            shape = tuple(y.shape) if isinstance(y, Tensor) else type(y).__name__
+            raise UserError(f"labels must be a tensor of shape ({x.shape[0]},), got {shape}")
+        if y.is_floating_point() or y.dtype == torch.bool or y.is_complex():
+            raise UserError(f"labels must be an integer tensor of class indices, got {y.dtype}")
+        if x.numel() and not bool(torch.isfinite(x).all()):
+            raise UserError("inputs contain NaN or infinite values")
         lo, hi = self.bounds
         if x.numel() and (float(x.min()) < lo - 1e-6 or float(x.max()) > hi + 1e-6):
             raise UserError(f"inputs lie outside the declared bounds [{lo:g}, {hi:g}] "
                             f"(min {float(x.min()):.4g}, max {float(x.max()):.4g}); pass bounds=(low, high)")
-        y = y.long()
+        y = y.long().to(x.device)
         if targets is not None:
             if not self.targeted:
                 raise UserError("targets given to an untargeted attack; build it with targeted=True")
+            if not isinstance(targets, Tensor) or targets.is_floating_point() or targets.dtype == torch.bool:
+                raise UserError("targets must be an integer tensor of class indices")
             targets = targets.long().to(y.device)
             if targets.shape != y.shape:
                 raise UserError(f"targets must have shape {tuple(y.shape)}, got {tuple(targets.shape)}")
@@ -209,16 +262,13 @@ class IterativeAttack(Attack):
         #: return the last iterate of every example (adversarial training, transfer)
         #: instead of its first fooling iterate (evaluation)
         self.final_iterate = bool(final_iterate)
-        self.eps = check_range("eps", float(eps), low=0.0)
-        if int(steps) != steps or steps < 1:
-            raise UserError(f"steps must be an integer >= 1, got {steps!r}")
-        self.steps = int(steps)
-        self.step_size = check_range("step_size", float(eps / steps if step_size is None else step_size), low=0.0)
+        self.eps = check_range("eps", eps, low=0.0)
+        self.steps = check_int("steps", steps, 1)
+        self.step_size = check_range("step_size", self.eps / self.steps if step_size is None else step_size,
+                                     low=0.0)
         self.norm = check_norm(norm)
         self.random_start = bool(random_start)
-        if int(restarts) != restarts or restarts < 1:
-            raise UserError(f"restarts must be an integer >= 1, got {restarts!r}")
-        self.restarts = int(restarts)
+        self.restarts = check_int("restarts", restarts, 1)
 
     def params(self) -> dict[str, Any]:
         return {**super().params(), "eps": self.eps, "steps": self.steps, "step_size": self.step_size,
@@ -234,21 +284,18 @@ class IterativeAttack(Attack):
 
     def perturb(self, x: Tensor, labels: Tensor, targets: Tensor | None) -> Tensor:
         best = x.clone()
-        success = torch.zeros(x.shape[0], dtype=torch.bool, device=x.device)
         todo = torch.arange(x.shape[0], device=x.device)
         if self.eps > 0:
             for _ in range(self.restarts):
                 if todo.numel() == 0:
                     break
                 t = None if targets is None else targets[todo]
-                adv, fooled = self.run(x[todo], labels[todo], t)
+                adv, fooled = self.run_restart(x[todo], labels[todo], t)
                 best[todo] = adv
-                success[todo[fooled]] = True
                 todo = todo[~fooled]
-        self.success = success
         return best
 
-    def run(self, x: Tensor, labels: Tensor, targets: Tensor | None) -> tuple[Tensor, Tensor]:
+    def run_restart(self, x: Tensor, labels: Tensor, targets: Tensor | None) -> tuple[Tensor, Tensor]:
         """One restart: returns ``(x_adv, fooled)``.
 
         Unless ``final_iterate``, an example leaves the batch at its first fooling

@@ -26,7 +26,7 @@ class BIM(IterativeAttack):
 
     name = "bim"
 
-    def __init__(self, model: nn.Module, eps: float = 0.3, steps: int = 10, step_size: float | None = None, *,
+    def __init__(self, model: nn.Module, eps: float, steps: int = 10, step_size: float | None = None, *,
                  norm: str = "linf", loss: str | AttackLoss | None = None, targeted: bool = False,
                  bounds: tuple[float, float] = (0.0, 1.0), seed: int = 0) -> None:
         super().__init__(model, eps, steps, step_size, norm=norm, random_start=False, restarts=1, loss=loss,

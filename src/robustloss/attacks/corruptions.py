@@ -20,7 +20,10 @@ from robustloss.errors import UserError, check_range
 
 
 class _Corruption(Attack):
-    """An untargeted, loss-free random transformation of the inputs."""
+    """An untargeted, loss-free random transformation of the inputs (distortion measured in L2)."""
+
+    default_loss = "ce"   # unused: corruptions never evaluate a loss
+    norm = "l2"
 
     def __init__(self, model: nn.Module, *, bounds: tuple[float, float], seed: int) -> None:
         super().__init__(model, loss=None, targeted=False, bounds=bounds, seed=seed)
@@ -42,7 +45,7 @@ class GaussianNoise(_Corruption):
     def __init__(self, model: nn.Module, sigma: float = 0.05, *, bounds: tuple[float, float] = (0.0, 1.0),
                  seed: int = 0) -> None:
         super().__init__(model, bounds=bounds, seed=seed)
-        self.sigma = check_range("sigma", float(sigma), low=0.0)
+        self.sigma = check_range("sigma", sigma, low=0.0)
 
     def params(self) -> dict[str, Any]:
         return {**super().params(), "sigma": self.sigma}
@@ -69,7 +72,7 @@ class Rotation(_Corruption):
     def __init__(self, model: nn.Module, degrees: float = 30.0, *, bounds: tuple[float, float] = (0.0, 1.0),
                  seed: int = 0) -> None:
         super().__init__(model, bounds=bounds, seed=seed)
-        self.degrees = check_range("degrees", float(degrees), low=0.0, high=180.0)
+        self.degrees = check_range("degrees", degrees, low=0.0, high=180.0)
 
     def params(self) -> dict[str, Any]:
         return {**super().params(), "degrees": self.degrees}

@@ -8,7 +8,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from robustloss.attacks.base import Attack, lp_norm
+from robustloss.attacks.base import Attack
 from robustloss.attacks.losses import AttackLoss
 from robustloss.errors import UserError, check_int, check_range
 
@@ -54,11 +54,11 @@ class CarliniWagnerL2(Attack):
     Result: for every example the successful iterate of minimal L2 distortion
     over all iterations and search steps; the original ``x`` where no iterate
     succeeded.  An input the model already gets wrong (with margin >= kappa)
-    is returned unchanged with distortion 0.  After a call, ``self.distortion``
-    holds ``||x_adv - x||_2`` per example, and **``inf`` for failures** (not
-    NaN: ``distortion <= eps`` is then exactly "attack succeeds within eps", and
-    a failure counts as robust at every radius; average successes with
-    ``d[d.isfinite()].mean()``).  Seed 000 Table 2 Part I reports such averages.
+    is returned unchanged with distortion 0.  In the :class:`AttackResult`,
+    ``distortion`` is ``||x_adv - x||_2`` of the returned point and ``success``
+    says whether it fools the model, so the mean distortion of the successes is
+    ``r.distortion[r.success].mean()`` (the MMC paper's Table 2 Part I reports such
+    averages) and "the attack succeeds within eps" is ``r.success & (r.distortion <= eps)``.
 
     Defaults (seed 000 Sec. 4.3, following Carlini & Wagner 2017a): 9 binary
     search steps, initial constant 0.01, 1,000 iterations per constant,
@@ -69,6 +69,7 @@ class CarliniWagnerL2(Attack):
     name = "cw"
     default_loss = "adaptive-margin"
     minimum_norm = True
+    norm = "l2"
 
     def __init__(self, model: nn.Module, *, steps: int = 1000, search_steps: int = 9,
                  initial_const: float = 0.01, lr: float = 0.005, confidence: float = 0.0,
@@ -80,9 +81,9 @@ class CarliniWagnerL2(Attack):
         super().__init__(model, loss=loss, targeted=targeted, bounds=bounds, seed=seed)
         self.steps = check_int("steps", steps, 1)
         self.search_steps = check_int("search_steps", search_steps, 1)
-        self.initial_const = check_range("initial_const", float(initial_const), low=0.0, low_inclusive=False)
-        self.lr = check_range("lr", float(lr), low=0.0, low_inclusive=False)
-        self.confidence = check_range("confidence", float(confidence), low=0.0)
+        self.initial_const = check_range("initial_const", initial_const, low=0.0, low_inclusive=False)
+        self.lr = check_range("lr", lr, low=0.0, low_inclusive=False)
+        self.confidence = check_range("confidence", confidence, low=0.0)
         self.abort_early = bool(abort_early)
 
     def params(self) -> dict[str, Any]:
@@ -135,8 +136,6 @@ class CarliniWagnerL2(Attack):
             out = self.forward(best)
             hit &= self.margin_success(out.logits, self.loss_fn(out, labels, targets), labels, targets)
             best[~hit] = x[~hit]
-        self.distortion = torch.where(hit, lp_norm(best - x, "l2").to(torch.float64),
-                                      torch.full_like(best_sq, math.inf)).to(x.dtype)
         return best
 
     def optimize(self, x: Tensor, labels: Tensor, targets: Tensor | None, const: Tensor,

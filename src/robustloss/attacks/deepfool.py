@@ -3,14 +3,12 @@ deep neural networks")."""
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
-from robustloss.attacks.base import Attack, lp_norm
-from robustloss.classifier import Classifier
+from robustloss.attacks.base import Attack
 from robustloss.errors import check_int, check_range
 
 
@@ -35,12 +33,12 @@ class DeepFool(Attack):
     examples not yet fooled and one backward pass per candidate class ``k``
     (for the whole batch), not a loop over images.
 
-    Minimum-norm attack: after a call ``self.distortion`` holds
-    ``||x_adv - x||_2`` for the fooled examples (0 for inputs already
-    misclassified) and ``inf`` for examples still correctly classified after
-    ``max_iter`` iterations, which are returned unchanged.  Accuracy under a
-    perturbation budget ``eps`` (the "L2-constrained DeepFool" of seed 003) is
-    ``(distortion > eps).float().mean()`` over correctly classified inputs.
+    Minimum-norm attack: examples still correctly classified after ``max_iter``
+    iterations are returned unchanged (``success`` false in the
+    :class:`AttackResult`); ``distortion`` is ``||x_adv - x||_2``.  Accuracy under
+    a perturbation budget ``eps`` (the "L2-constrained DeepFool" of the I-SCE
+    paper) is ``1 - (r.success & (r.distortion <= eps)).float().mean()`` over
+    correctly classified inputs.
 
     Defaults: ``overshoot=0.02`` and ``candidates=10`` (all classes of MNIST /
     CIFAR-10) from Moosavi-Dezfooli et al. 2016, ``max_iter=50`` (the "DF 50" of
@@ -54,11 +52,12 @@ class DeepFool(Attack):
     name = "deepfool"
     default_loss = "adaptive-margin"
     minimum_norm = True
+    norm = "l2"
 
     def __init__(self, model: nn.Module, *, overshoot: float = 0.02, max_iter: int = 50, candidates: int = 10,
                  bounds: tuple[float, float] = (0.0, 1.0), seed: int = 0) -> None:
         super().__init__(model, loss=None, targeted=False, bounds=bounds, seed=seed)
-        self.overshoot = check_range("overshoot", float(overshoot), low=0.0)
+        self.overshoot = check_range("overshoot", overshoot, low=0.0)
         self.max_iter = check_int("max_iter", max_iter, 1)
         self.candidates = check_int("candidates", candidates, 2)
 
@@ -68,12 +67,10 @@ class DeepFool(Attack):
 
     def attack_logits(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """(prediction logits, attack logits) of one forward pass."""
-        if isinstance(self.model, Classifier):
-            z = self.model.features(x)
-            objective = self.model.objective
-            return objective.logits(z), objective.attack_logits(z)
-        logits = self.forward(x).logits
-        return logits, logits
+        out = self.forward(x)
+        if self.located is not None and out.features is not None:
+            return out.logits, self.located.classifier.objective.attack_logits(out.features)
+        return out.logits, out.logits
 
     def perturb(self, x: Tensor, labels: Tensor, targets: Tensor | None) -> Tensor:
         n = x.shape[0]
@@ -81,7 +78,6 @@ class DeepFool(Attack):
         r_tot = torch.zeros_like(x)
         fooled = torch.zeros(n, dtype=torch.bool, device=x.device)
         if n == 0:
-            self.distortion = torch.zeros(0, dtype=x.dtype, device=x.device)
             return x_adv
         _, clean = self.attack_logits(x)
         k = min(self.candidates, clean.shape[1])
@@ -117,6 +113,4 @@ class DeepFool(Attack):
         # successes are decided on sub-batches; confirm them on the returned batch itself
         fooled &= self.forward(x_adv).logits.argmax(dim=1) != labels
         x_adv[~fooled] = x[~fooled]
-        dist = lp_norm(x_adv - x, "l2")
-        self.distortion = torch.where(fooled, dist, torch.full_like(dist, math.inf))
         return x_adv

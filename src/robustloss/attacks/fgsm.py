@@ -27,8 +27,8 @@ class FGSM(IterativeAttack):
 
     name = "fgsm"
 
-    def __init__(self, model: nn.Module, eps: float = 0.3, *, norm: str = "linf",
+    def __init__(self, model: nn.Module, eps: float, *, norm: str = "linf",
                  loss: str | AttackLoss | None = None, targeted: bool = False,
                  bounds: tuple[float, float] = (0.0, 1.0), seed: int = 0) -> None:
-        super().__init__(model, eps, 1, eps, norm=norm, random_start=False, restarts=1, loss=loss,
+        super().__init__(model, eps, 1, None, norm=norm, random_start=False, restarts=1, loss=loss,
                          targeted=targeted, bounds=bounds, seed=seed)

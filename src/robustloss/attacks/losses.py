@@ -1,10 +1,13 @@
 """Attack losses: how an attack scores a model's output (to *maximise*).
 
 Every attack takes an :class:`AttackLoss`; by default it is the *adaptive* loss
-of the objective the model was trained with (seed 000, App. B.4), found
-automatically when the model is a :class:`~robustloss.classifier.Classifier`.
-A model from elsewhere (any ``nn.Module`` returning logits) gets the softmax
-losses on its logits.  Named losses (``loss=`` on every attack, ``--loss`` on
+of the objective the model was trained with (the MMC paper, App. B.4), found
+automatically when the model is a :class:`~robustloss.classifier.Classifier` or
+wraps one in a way :func:`~robustloss.classifier.locate_classifier` understands
+(``nn.Sequential(preprocess, clf)``, ``nn.DataParallel``, DDP, ``torch.compile``);
+any other wrapper around a ``Classifier`` is refused, never silently attacked
+with plain CE.  A model from elsewhere (any ``nn.Module`` returning logits, with
+no ``Classifier`` inside) gets the softmax losses on its logits.  Named losses (``loss=`` on every attack, ``--loss`` on
 the CLI):
 
 * ``"adaptive"`` - the objective's form-1 loss (CE for SCE, ``L_MMC(z,y)`` / ``-L_MMC(z,y_t)`` for MMC);
@@ -27,7 +30,7 @@ from typing import Protocol
 import torch
 from torch import Tensor, nn
 
-from robustloss.classifier import Classifier
+from robustloss.classifier import Located, locate_classifier
 from robustloss.errors import UserError, unknown_choice
 from robustloss.objectives.base import AttackLossForm, logit_attack_loss
 
@@ -47,11 +50,11 @@ class AttackLoss(Protocol):
     def __call__(self, out: ModelOutput, labels: Tensor, targets: Tensor | None) -> Tensor: ...
 
 
-def forward(model: nn.Module, x: Tensor) -> ModelOutput:
-    """One forward pass; features too when the model is a :class:`Classifier`."""
-    if isinstance(model, Classifier):
-        z = model.features(x)
-        return ModelOutput(model.objective.logits(z), z)
+def forward(model: nn.Module, x: Tensor, located: Located | None = None) -> ModelOutput:
+    """One forward pass of ``model``; with ``located`` (the model's :class:`Classifier`), features too."""
+    if located is not None:
+        z = located.classifier.features(located.prepare(x))
+        return ModelOutput(located.classifier.objective.logits(z), z)
     out = model(x)
     if isinstance(out, (tuple, list)) or not isinstance(out, Tensor):
         raise UserError(f"the model returned a {type(out).__name__}; attacks expect a tensor of logits (N, classes)")
@@ -87,12 +90,14 @@ def dlr_loss(logits: Tensor, labels: Tensor, targets: Tensor | None = None) -> T
     return -(true - target) / denom
 
 
-def _objective_loss(model: nn.Module, form: AttackLossForm) -> AttackLoss:
-    if isinstance(model, Classifier):
-        objective = model.objective
+def _objective_loss(located: Located | None, form: AttackLossForm) -> AttackLoss:
+    if located is not None:
+        objective = located.classifier.objective
 
         def loss(out: ModelOutput, labels: Tensor, targets: Tensor | None) -> Tensor:
-            assert out.features is not None
+            if out.features is None:
+                raise UserError("the adaptive loss needs the features z; compute the output with "
+                                "robustloss.attacks.losses.forward(model, x, located)")
             return objective.attack_loss(out.features, labels, targets, form)
         return loss
 
@@ -110,16 +115,39 @@ def _on_logits(fn: Callable[[Tensor, Tensor, Tensor | None], Tensor]) -> AttackL
 NAMED_LOSSES = ("adaptive", "adaptive-margin", "ce", "margin", "dlr")
 
 
-def resolve_loss(model: nn.Module, loss: str | AttackLoss | None, default: str = "adaptive") -> AttackLoss:
-    """Turn ``loss`` (a name, a callable or ``None`` for ``default``) into an :class:`AttackLoss`."""
+def uses_objective(loss: str | AttackLoss | None, default: str = "adaptive") -> bool:
+    """Whether ``loss`` needs the objective (the adaptive named losses or a user callable, which gets ``z``)."""
+    name = default if loss is None else loss
+    return not isinstance(name, str) or name in ("adaptive", "adaptive-margin")
+
+
+def locate_for(model: nn.Module, loss: str | AttackLoss | None, default: str = "adaptive") -> Located | None:
+    """The model's :class:`Classifier` as an attack with ``loss`` sees it.
+
+    A wrapper :func:`locate_classifier` cannot see through is refused only when
+    the loss needs the objective; otherwise it is attacked on its logits.
+    """
+    try:
+        return locate_classifier(model)
+    except UserError:
+        if uses_objective(loss, default):
+            raise
+        return None
+
+
+def resolve_loss(located: Located | None, loss: str | AttackLoss | None, default: str = "adaptive") -> AttackLoss:
+    """Turn ``loss`` (a name, a callable or ``None`` for ``default``) into an :class:`AttackLoss`.
+
+    ``located`` is the attacked model's :class:`Classifier` (``None`` for a model without one).
+    """
     if loss is None:
         loss = default
     if callable(loss):
         return loss
     if loss == "adaptive":
-        return _objective_loss(model, "ce")
+        return _objective_loss(located, "ce")
     if loss == "adaptive-margin":
-        return _objective_loss(model, "margin")
+        return _objective_loss(located, "margin")
     if loss == "ce":
         return _on_logits(lambda a, y, t: logit_attack_loss(a, y, t, "ce"))
     if loss == "margin":

@@ -9,19 +9,19 @@ from torch import Tensor, nn
 
 from robustloss.attacks.base import IterativeAttack
 from robustloss.attacks.losses import AttackLoss
-from robustloss.classifier import Classifier
-from robustloss.errors import UserError
+from robustloss.classifier import Located
+from robustloss.errors import check_int
 
 
-def class_centers(model: nn.Module) -> Tensor | None:
+def class_centers(located: Located | None) -> Tensor | None:
     """The class centers ``(L, d)`` of a center-based objective, else ``None``.
 
     Uses ``objective.class_centers()`` when the objective has it (MMC), else its
     ``centers`` buffer or parameter (MMLDA, ...).
     """
-    if not isinstance(model, Classifier) or not getattr(model.objective, "center_based", False):
+    if located is None or not getattr(located.classifier.objective, "center_based", False):
         return None
-    objective = model.objective
+    objective = located.classifier.objective
     getter = getattr(objective, "class_centers", None)
     centers = getter() if callable(getter) else getattr(objective, "centers", None)
     return centers.detach() if isinstance(centers, Tensor) and centers.dim() == 2 else None
@@ -59,15 +59,13 @@ class MultiTargetPGD(IterativeAttack):
 
     name = "multitarget"
 
-    def __init__(self, model: nn.Module, eps: float = 0.3, steps: int = 40, step_size: float | None = None,
+    def __init__(self, model: nn.Module, eps: float, steps: int = 50, step_size: float | None = 0.01,
                  k: int = 3, *, norm: str = "linf", random_start: bool = True, restarts: int = 1,
                  loss: str | AttackLoss | None = None, bounds: tuple[float, float] = (0.0, 1.0),
                  seed: int = 0) -> None:
         super().__init__(model, eps, steps, step_size, norm=norm, random_start=random_start, restarts=restarts,
                          loss=loss, targeted=False, bounds=bounds, seed=seed)
-        if int(k) != k or k < 1:
-            raise UserError(f"k (number of targets) must be an integer >= 1, got {k!r}")
-        self.k = int(k)
+        self.k = check_int("k (number of targets)", k, 1)
 
     def params(self) -> dict[str, Any]:
         return {**super().params(), "k": self.k}
@@ -83,7 +81,7 @@ class MultiTargetPGD(IterativeAttack):
         true = torch.zeros_like(logits, dtype=torch.bool).scatter_(1, labels[:, None], True)
         by_logit = logits.masked_fill(true, float("-inf"))
         order = by_logit.argsort(dim=1, descending=True, stable=True)
-        centers = class_centers(self.model)
+        centers = class_centers(self.located)
         if centers is not None:
             centers = centers.to(device=logits.device, dtype=torch.float64)
             closeness = (-torch.cdist(centers, centers)[labels]).masked_fill(true, float("-inf"))
@@ -101,7 +99,7 @@ class MultiTargetPGD(IterativeAttack):
             for _ in range(self.restarts):
                 if todo.numel() == 0:
                     return best
-                adv, fooled = self.run(x[todo], labels[todo], chosen[todo, j])
+                adv, fooled = self.run_restart(x[todo], labels[todo], chosen[todo, j])
                 best[todo] = adv
                 todo = todo[~fooled]
         return best

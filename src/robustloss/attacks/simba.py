@@ -9,7 +9,7 @@ from torch import Tensor, nn
 
 from robustloss.attacks.base import Attack
 from robustloss.attacks.losses import AttackLoss
-from robustloss.errors import UserError, check_range
+from robustloss.errors import check_int, check_range
 
 
 class SimBA(Attack):
@@ -38,9 +38,8 @@ class SimBA(Attack):
     Query counting: every model evaluation made for an image counts one query,
     including the initial ``p(y | x)``; a candidate that the bounds clip back to
     the current point (e.g. ``-eps`` on a black MNIST pixel) is skipped without
-    a query.  So ``self.queries[i] <= max_queries`` always; after a call
-    ``self.queries`` holds the count per image and ``self.success`` the success
-    flags.  Each coordinate is changed at most once, by at most ``eps``, so
+    a query.  So at most ``max_queries`` queries per image (plus the one
+    measuring the result, counted in :attr:`AttackResult.queries`).  Each coordinate is changed at most once, by at most ``eps``, so
     ``||x_adv - x||_inf <= eps``.
 
     Batched: all images step together, each over its own coordinate sequence;
@@ -52,21 +51,17 @@ class SimBA(Attack):
     """
 
     name = "simba"
+    default_loss = "ce"   # unused unless ``loss`` is given: by default SimBA scores probabilities
 
-    def __init__(self, model: nn.Module, *, eps: float = 0.2, max_queries: int = 300,
+    def __init__(self, model: nn.Module, *, eps: float, max_queries: int = 300,
                  loss: str | AttackLoss | None = None, targeted: bool = False,
                  bounds: tuple[float, float] = (0.0, 1.0), seed: int = 0) -> None:
         super().__init__(model, loss=loss, targeted=targeted, bounds=bounds, seed=seed)
         self.use_probability = loss is None
         if self.use_probability:
             self.loss_name = "probability"
-        self.eps = check_range("eps", float(eps), low=0.0)
-        if isinstance(max_queries, bool) or int(max_queries) != max_queries or max_queries < 1:
-            raise UserError(f"max_queries must be an integer >= 1, got {max_queries!r}")
-        self.max_queries = int(max_queries)
-        #: per-image query counts / success flags of the last call
-        self.queries: Tensor | None = None
-        self.success: Tensor | None = None
+        self.eps = check_range("eps", eps, low=0.0)
+        self.max_queries = check_int("max_queries", max_queries, 1)
 
     def params(self) -> dict[str, Any]:
         return {**super().params(), "eps": self.eps, "max_queries": self.max_queries, "basis": "pixel",
@@ -95,7 +90,6 @@ class SimBA(Attack):
         queries = torch.zeros(n, dtype=torch.long, device=x.device)
         done = torch.zeros(n, dtype=torch.bool, device=x.device)
         if n == 0:
-            self.queries, self.success = queries, done
             return x.clone()
         order = torch.stack([torch.randperm(dim, generator=self.generator) for _ in range(n)]).to(x.device)
         pos = torch.zeros(n, dtype=torch.long, device=x.device)
@@ -135,5 +129,4 @@ class SimBA(Attack):
                 done[acc] = reached(pred_new[better], cls[acc])
                 idx = try_.nonzero().squeeze(1)
                 pending[idx[better]] = False
-        self.queries, self.success = queries, done
         return flat.view(shape)

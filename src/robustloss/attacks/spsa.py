@@ -61,13 +61,13 @@ class SPSA(Attack):
                  loss: str | AttackLoss | None = None, targeted: bool = False,
                  bounds: tuple[float, float] = (0.0, 1.0), seed: int = 0) -> None:
         super().__init__(model, loss=loss, targeted=targeted, bounds=bounds, seed=seed)
-        self.eps = check_range("eps", float(eps), low=0.0)
+        self.eps = check_range("eps", eps, low=0.0)
         self.steps = check_int("steps", steps, 1)
         self.samples = check_int("samples", samples, 2)
         if self.samples % 2:
             raise UserError(f"samples must be even (antithetic pairs +-v), got {samples!r}")
-        self.lr = check_range("lr", float(lr), low=0.0, low_inclusive=False)
-        self.delta = check_range("delta", float(delta), low=0.0, low_inclusive=False)
+        self.lr = check_range("lr", lr, low=0.0, low_inclusive=False)
+        self.delta = check_range("delta", delta, low=0.0, low_inclusive=False)
         self.chunk = check_int("chunk", chunk, 2)
 
     def params(self) -> dict[str, Any]:
@@ -87,14 +87,14 @@ class SPSA(Attack):
         for start in range(0, n, group):
             sl = slice(start, start + group)
             t = None if targets is None else targets[sl]
-            out[sl] = self.run(x[sl], labels[sl], t, seeds[sl], per_forward)
+            out[sl] = self.run_group(x[sl], labels[sl], t, seeds[sl], per_forward)
         return out
 
     def loss(self, x: Tensor, labels: Tensor, targets: Tensor | None) -> tuple[Tensor, Tensor]:
         out = self.forward(x)
         return self.loss_fn(out, labels, targets), out.logits
 
-    def run(self, x: Tensor, labels: Tensor, targets: Tensor | None, seeds: list[int],
+    def run_group(self, x: Tensor, labels: Tensor, targets: Tensor | None, seeds: list[int],
             per_forward: int) -> Tensor:
         """SPSA on a small group of examples evaluated together (at most ``chunk`` inputs a forward)."""
         beta1, beta2, adam_eps = 0.9, 0.999, 1e-8

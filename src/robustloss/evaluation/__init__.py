@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from robustloss.evaluation.engine import AttackResult, EvalResult, evaluate, run_attack
+from robustloss.evaluation.engine import EvalResult, SpecResult, evaluate, run_attack
 from robustloss.evaluation.suite import SUITES, AttackSpec, load_suite, parse_spec
+from robustloss.evaluation.transfer import transfer_matrix
 
-__all__ = ["SUITES", "AttackResult", "AttackSpec", "EvalResult", "evaluate", "load_suite", "parse_spec",
-           "run_attack"]
+__all__ = ["SUITES", "AttackSpec", "EvalResult", "SpecResult", "evaluate", "load_suite", "parse_spec",
+           "run_attack", "transfer_matrix"]

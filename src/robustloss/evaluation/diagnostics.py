@@ -54,17 +54,18 @@ fail by chance on few points, and passing all of them proves nothing either.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
-from robustloss.attacks import FGSM, PGD, SPSA, Attack, AttackLoss, eval_mode
+from robustloss.attacks import FGSM, PGD, SPSA, Attack, AttackLoss
 from robustloss.attacks.base import random_in_ball
-from robustloss.attacks.losses import forward, resolve_loss
+from robustloss.attacks.losses import forward, locate_for, resolve_loss
+from robustloss.classifier import Located, eval_mode, predict
 from robustloss.errors import UserError, check_int, check_range, unknown_choice
-from robustloss.evaluation.engine import predict
 from robustloss.evaluation.suite import AttackSpec
 
 #: number of points the checks use by default (the first ones of the evaluation set)
@@ -99,7 +100,8 @@ def _first_line(exc: Exception) -> str:
     return (str(exc).splitlines() or [type(exc).__name__])[0]
 
 
-def gradient_status(model: nn.Module, loss_fn: AttackLoss, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
+def gradient_status(model: nn.Module, loss_fn: AttackLoss, x: Tensor, y: Tensor,
+                    located: Located | None = None) -> tuple[Tensor, Tensor]:
     """Per example: (gradient of the loss w.r.t. the input is all zero, has a non-finite entry).
 
     A loss that does not depend on the input through autograd (e.g. ``x.detach()``
@@ -107,7 +109,7 @@ def gradient_status(model: nn.Module, loss_fn: AttackLoss, x: Tensor, y: Tensor)
     """
     with eval_mode(model), torch.enable_grad():
         xg = x.detach().clone().requires_grad_(True)
-        loss = loss_fn(forward(model, xg), y, None)
+        loss = loss_fn(forward(model, xg, located), y, None)
         grad = None
         if loss.requires_grad:
             (grad,) = torch.autograd.grad(loss.sum(), xg, allow_unused=True)
@@ -124,27 +126,21 @@ class _Diagnosis:
         self.model, self.x, self.y, self.eps, self.steps, self.loss = model, x, y, eps, steps, loss
         self.bounds, self.batch_size, self.device, self.seed = bounds, batch_size, device, seed
         self.clean = self.predict(x) == y
-        self._pgd: dict[float, tuple[Tensor | None, str]] = {}
+        self._pgd: dict[float, Tensor] = {}
 
     def predict(self, x: Tensor) -> Tensor:
         return predict(self.model, x, self.batch_size, self.device)
 
-    def robust(self, attack: Attack, m: int | None = None) -> tuple[Tensor | None, str]:
-        """(robust per point of the first ``m``, "") - or (None, why) if the attack could not run.
-
-        Only clean-correct points are attacked; the others count as not robust.
-        """
+    def robust(self, attack: Attack, m: int | None = None) -> Tensor:
+        """Robust per point of the first ``m``: only clean-correct points are attacked, the others are not robust."""
         ok = self.clean[:m].clone()
         idx = torch.nonzero(ok).squeeze(1)
-        try:
-            for i in range(0, len(idx), self.batch_size):
-                j = idx[i:i + self.batch_size]
-                ok[j] = self.predict(attack(self.x[j].to(self.device), self.y[j].to(self.device))) == self.y[j]
-        except RuntimeError as exc:  # e.g. the loss does not reach the input through autograd
-            return None, _first_line(exc)
-        return ok, ""
+        for i in range(0, len(idx), self.batch_size):
+            j = idx[i:i + self.batch_size]
+            ok[j] = attack.run(self.x[j].to(self.device), self.y[j].to(self.device)).prediction.cpu() == self.y[j]
+        return ok
 
-    def pgd(self, radius: float) -> tuple[Tensor | None, str]:
+    def pgd(self, radius: float) -> Tensor:
         """PGD-``steps`` at ``radius`` (step ``2.5 radius / steps``, random start); cached per radius."""
         if radius not in self._pgd:
             attack = PGD(self.model, radius, self.steps, 2.5 * radius / self.steps, loss=self.loss,
@@ -152,13 +148,11 @@ class _Diagnosis:
             self._pgd[radius] = self.robust(attack)
         return self._pgd[radius]
 
-    def compare(self, name: str, strong: str, weak: str, rob_strong: Tensor | None, rob_weak: Tensor | None,
-                why: str, tolerance: float, values: dict[str, Any]) -> Check:
+    def compare(self, name: str, strong: str, weak: str, rob_strong: Tensor, rob_weak: Tensor,
+                tolerance: float, values: dict[str, Any]) -> Check:
         """Pass if the (supposedly) stronger attack leaves at most ``tolerance`` more accuracy."""
         a_strong, a_weak = _acc(rob_strong), _acc(rob_weak)
-        values.update({"n": len(rob_strong) if rob_strong is not None else None, "tolerance": tolerance})
-        if why:
-            return Check(name, False, f"an attack could not run: {why}", values)
+        values.update({"n": len(rob_strong), "tolerance": tolerance})
         passed = a_strong <= a_weak + tolerance
         rel = "<=" if a_strong <= a_weak else ">"
         verdict = "ok" if passed else f"{strong} is weaker by more than {_pct(tolerance)}: gradient masking?"
@@ -166,37 +160,31 @@ class _Diagnosis:
 
     # ------------------------------------------------------------------ the checks
     def iterative_beats_one_step(self, tolerance: float) -> Check:
-        rob, why = self.pgd(self.eps)
-        fgsm, why_f = self.robust(FGSM(self.model, self.eps, loss=self.loss, bounds=self.bounds, seed=self.seed))
+        rob = self.pgd(self.eps)
+        fgsm = self.robust(FGSM(self.model, self.eps, loss=self.loss, bounds=self.bounds, seed=self.seed))
         values = {"eps": self.eps, "clean_accuracy": _acc(self.clean), "pgd_steps": self.steps,
                   "pgd_accuracy": _acc(rob), "fgsm_accuracy": _acc(fgsm)}
-        return self.compare("iterative-beats-one-step", f"PGD-{self.steps}", "FGSM", rob, fgsm, why or why_f,
-                            tolerance, values)
+        return self.compare("iterative-beats-one-step", f"PGD-{self.steps}", "FGSM", rob, fgsm, tolerance, values)
 
     def white_box_beats_black_box(self, tolerance: float, spsa_n: int, spsa_steps: int, spsa_samples: int,
                                   spsa_lr: float | None) -> Check:
         m = min(spsa_n, len(self.x))
-        lr = 2 * self.eps / spsa_steps if spsa_lr is None else float(spsa_lr)
-        rob, why = self.pgd(self.eps)
+        lr = 2 * self.eps / spsa_steps if spsa_lr is None else spsa_lr
+        rob = self.pgd(self.eps)[:m]
         spsa = SPSA(self.model, self.eps, spsa_steps, samples=spsa_samples, lr=lr, loss=self.loss,
                     bounds=self.bounds, seed=self.seed)
-        rob_s, why_s = self.robust(spsa, m)
-        rob = None if rob is None else rob[:m]
+        rob_s = self.robust(spsa, m)
         values = {"eps": self.eps, "pgd_steps": self.steps, "pgd_accuracy": _acc(rob), "spsa_accuracy": _acc(rob_s),
                   "spsa_steps": spsa_steps, "spsa_samples": spsa_samples, "spsa_lr": lr}
         return self.compare("white-box-beats-black-box", f"PGD-{self.steps}", f"SPSA-{spsa_steps} (black box)",
-                            rob, rob_s, why or why_s, tolerance, values)
+                            rob, rob_s, tolerance, values)
 
     def accuracy_falls_with_eps(self, tolerance: float, large: float, max_accuracy: float) -> Check:
         name = "accuracy-falls-with-eps"
         radii = sorted({self.eps, *([2 * self.eps] if 2 * self.eps < large else []), large})
-        runs = [self.pgd(r) for r in radii]
-        accs = [_acc(rob) for rob, _ in runs]
+        accs = [_acc(self.pgd(r)) for r in radii]
         values = {"eps": radii, "pgd_steps": self.steps, "pgd_accuracy": accs,
                   "max_accuracy_at_large_eps": max_accuracy, "tolerance": tolerance, "n": len(self.x)}
-        why = next((w for _, w in runs if w), "")
-        if why:
-            return Check(name, False, f"PGD-{self.steps} could not run: {why}", values)
         problems = []
         rises = [f"{_pct(a)} at eps={r:g} after {_pct(p)} at eps={q:g}"
                  for q, p, r, a in zip(radii, accs, radii[1:], accs[1:]) if a > p + tolerance]
@@ -210,14 +198,15 @@ class _Diagnosis:
         return Check(name, not problems, f"PGD-{self.steps} {curve} ({verdict})", values)
 
     def finite_nonzero_gradients(self, max_fraction: float) -> Check:
-        loss_fn = resolve_loss(self.model, self.loss)
+        located = locate_for(self.model, self.loss)
+        loss_fn = resolve_loss(located, self.loss)
         gen = torch.Generator().manual_seed(self.seed)
         status: dict[str, list[Tensor]] = {"zero_clean": [], "bad_clean": [], "zero_random": [], "bad_random": []}
         for i in range(0, len(self.x), self.batch_size):
             xb, yb = self.x[i:i + self.batch_size], self.y[i:i + self.batch_size].to(self.device)
             xr = (xb + random_in_ball(xb.shape, self.eps, "linf", gen, xb.device, xb.dtype)).clamp(*self.bounds)
             for where, point in (("clean", xb), ("random", xr)):
-                zero, bad = gradient_status(self.model, loss_fn, point.to(self.device), yb)
+                zero, bad = gradient_status(self.model, loss_fn, point.to(self.device), yb, located)
                 status[f"zero_{where}"].append(zero)
                 status[f"bad_{where}"].append(bad)
         frac = {k: float(torch.cat(v).float().mean()) for k, v in status.items()}
@@ -254,14 +243,14 @@ class _Diagnosis:
         return Check("deterministic-outputs", passed, detail, values)
 
 
-def _acc(robust: Tensor | None) -> float:
-    return float("nan") if robust is None else float(robust.float().mean())
+def _acc(robust: Tensor) -> float:
+    return float(robust.float().mean())
 
 
 def default_eps(suite: list[AttackSpec], eps: float | None = None) -> float:
     """``eps`` if given, else the largest L-inf ``eps`` of the suite's attacks (their default when not set)."""
     if eps is not None:
-        return check_range("diagnostics eps", float(eps), low=0.0, low_inclusive=False)
+        return check_range("diagnostics eps", eps, low=0.0, low_inclusive=False)
     from robustloss.attacks import ATTACKS
 
     radii = []
@@ -293,7 +282,7 @@ def diagnose(model: nn.Module, x: Tensor, y: Tensor, *, eps: float, n: int = DEF
     ``checks`` (default: all of :data:`CHECKS`), in that order.  Each check
     that fails deserves a closer look (see docs/attacks.md).
     """
-    eps = check_range("diagnostics eps", float(eps), low=0.0, low_inclusive=False)
+    eps = check_range("diagnostics eps", eps, low=0.0, low_inclusive=False)
     lo, hi = float(bounds[0]), float(bounds[1])
     if not lo < hi:
         raise UserError(f"bounds must satisfy low < high, got {bounds!r}")
@@ -303,7 +292,7 @@ def diagnose(model: nn.Module, x: Tensor, y: Tensor, *, eps: float, n: int = DEF
         raise UserError(f"diagnostics spsa_samples must be even (antithetic pairs), got {spsa_samples!r}")
     for key, value in (("tolerance", tolerance), ("max_masked_fraction", max_masked_fraction),
                        ("large_eps_max_accuracy", large_eps_max_accuracy)):
-        check_range(f"diagnostics {key}", float(value), low=0.0, high=1.0)
+        check_range(f"diagnostics {key}", value, low=0.0, high=1.0)
     selected = list(CHECKS if checks is None else checks)
     for key in selected:
         if key not in CHECKS:
@@ -311,22 +300,27 @@ def diagnose(model: nn.Module, x: Tensor, y: Tensor, *, eps: float, n: int = DEF
     if len(x) == 0 or len(x) != len(y):
         raise UserError(f"diagnostics need a non-empty batch with one label per input, got {len(x)} inputs "
                         f"and {len(y)} labels")
-    large = (hi - lo) if large_eps is None else check_range("diagnostics large_eps", float(large_eps), low=eps)
-    resolve_loss(model, loss)  # an unknown loss name fails here, before any attack runs
+    large = (hi - lo) if large_eps is None else check_range("diagnostics large_eps", large_eps, low=eps)
+    resolve_loss(locate_for(model, loss), loss)  # an unknown loss or a hidden objective fails here, before any attack
     run = _Diagnosis(model, x[:n].cpu(), y[:n].long().cpu(), eps=eps, steps=steps, loss=loss, bounds=(lo, hi),
                      batch_size=batch_size, device=torch.device(device), seed=seed)
+    checks_by_name: dict[str, Callable[[], Check]] = {
+        "iterative-beats-one-step": lambda: run.iterative_beats_one_step(tolerance),
+        "white-box-beats-black-box": lambda: run.white_box_beats_black_box(tolerance, spsa_n, spsa_steps,
+                                                                            spsa_samples, spsa_lr),
+        "accuracy-falls-with-eps": lambda: run.accuracy_falls_with_eps(tolerance, large, large_eps_max_accuracy),
+        "finite-nonzero-gradients": lambda: run.finite_nonzero_gradients(max_masked_fraction),
+        "deterministic-outputs": run.deterministic_outputs,
+    }
     out = []
     for key in selected:
-        if key == "iterative-beats-one-step":
-            out.append(run.iterative_beats_one_step(tolerance))
-        elif key == "white-box-beats-black-box":
-            out.append(run.white_box_beats_black_box(tolerance, spsa_n, spsa_steps, spsa_samples, spsa_lr))
-        elif key == "accuracy-falls-with-eps":
-            out.append(run.accuracy_falls_with_eps(tolerance, large, large_eps_max_accuracy))
-        elif key == "finite-nonzero-gradients":
-            out.append(run.finite_nonzero_gradients(max_masked_fraction))
-        else:
-            out.append(run.deterministic_outputs())
+        try:
+            out.append(checks_by_name[key]())
+        except UserError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - a crash inside a check is a failed check, reported with its cause
+            out.append(Check(key, False, f"the check crashed: {type(exc).__name__}: {_first_line(exc)}",
+                             {"error": f"{type(exc).__name__}: {_first_line(exc)}"}))
     return out
 
 

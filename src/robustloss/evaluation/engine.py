@@ -16,7 +16,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,19 +24,22 @@ import torch
 from torch import Tensor, nn
 from tqdm import tqdm
 
-from robustloss.attacks import ATTACKS, Attack, eval_mode
+from robustloss.attacks import ATTACKS, Attack
+from robustloss.attacks.transfer import MODEL_OPTIONS
+from robustloss.classifier import predict
+from robustloss.errors import UserError
 from robustloss.evaluation.suite import AttackSpec
 
 
 @dataclass
-class AttackResult:
+class SpecResult:
     """Outcome of one attack spec on the evaluated points."""
 
     spec: AttackSpec
     robust: Tensor                     # (N,) bool: still correctly classified after the attack
     time_s: float
     attacked: int                      # how many points the attack was run on
-    distortion: Tensor | None = None   # (N,) per-example distortion for minimum-norm attacks
+    distortion: Tensor | None = None   # (N,) minimum-norm attacks: distortion of each success, inf otherwise
 
     @property
     def accuracy(self) -> float:
@@ -54,11 +57,11 @@ class AttackResult:
 
 @dataclass
 class EvalResult:
-    """Clean accuracy, one :class:`AttackResult` per spec, and the worst case over all of them."""
+    """Clean accuracy, one :class:`SpecResult` per spec, and the worst case over all of them."""
 
     n: int
     clean: Tensor                      # (N,) bool
-    attacks: list[AttackResult] = field(default_factory=list)
+    attacks: list[SpecResult] = field(default_factory=list)
     worst_case_mode: bool = False
 
     @property
@@ -83,24 +86,28 @@ class EvalResult:
         return out
 
 
-def predict(model: nn.Module, x: Tensor, batch_size: int, device: torch.device) -> Tensor:
-    """Predicted classes for ``x`` in eval mode (model mode restored)."""
-    preds = []
-    with eval_mode(model), torch.no_grad():
-        for i in range(0, len(x), batch_size):
-            preds.append(model(x[i:i + batch_size].to(device)).argmax(1).cpu())
-    return torch.cat(preds) if preds else torch.empty(0, dtype=torch.long)
+def build_attack(model: nn.Module, spec: AttackSpec, seed: int,
+                 models: Mapping[str, nn.Module] | None = None) -> Attack:
+    """``spec`` built on ``model`` with ``seed`` unless the spec sets one.
 
-
-def build_attack(model: nn.Module, spec: AttackSpec, seed: int) -> Attack:
+    A model-valued option given by name (``substitute_model="runs/cnn3"`` of a
+    transfer attack) is looked up in ``models``.
+    """
     params = dict(spec.params)
     params.setdefault("seed", seed)
+    for key in MODEL_OPTIONS:
+        ref = params.get(key)
+        if isinstance(ref, str):
+            if models is None or ref not in models:
+                raise UserError(f"attack '{spec.label}': no model named '{ref}' for {key}; "
+                                f"known: {', '.join(sorted(models or {})) or '(none)'}")
+            params[key] = models[ref]
     return ATTACKS.build(spec.attack, params, model=model)
 
 
 def run_attack(model: nn.Module, spec: AttackSpec, x: Tensor, y: Tensor, todo: Tensor, *,
                batch_size: int, device: torch.device, seed: int, progress: bool = False,
-               attack: Attack | None = None) -> AttackResult:
+               attack: Attack | None = None) -> SpecResult:
     """Run ``spec`` on the points ``todo`` (indices) of ``(x, y)``; the others count as not robust.
 
     ``attack`` is ``spec`` already built (with ``seed``); built here when not given.
@@ -115,28 +122,30 @@ def run_attack(model: nn.Module, spec: AttackSpec, x: Tensor, y: Tensor, todo: T
     for i in range(0, len(todo), batch_size):
         idx = todo[i:i + batch_size]
         xb, yb = x[idx].to(device), y[idx].to(device)
-        x_adv = attack(xb, yb)
-        robust[idx] = predict(model, x_adv, len(x_adv), device) == yb.cpu()
-        if distortion is not None and attack.distortion is not None:
-            distortion[idx] = attack.distortion.detach().float().cpu()
+        res = attack.run(xb, yb)
+        robust[idx] = res.prediction.cpu() == yb.cpu()
+        if distortion is not None:
+            distortion[idx] = torch.where(res.success, res.distortion, float("inf")).float().cpu()
         bar.update(len(idx))
     bar.close()
-    return AttackResult(spec, robust, time.perf_counter() - start, len(todo), distortion)
+    return SpecResult(spec, robust, time.perf_counter() - start, len(todo), distortion)
 
 
 def evaluate(model: nn.Module, x: Tensor, y: Tensor, suite: list[AttackSpec], *, batch_size: int = 500,
              device: torch.device | str = "cpu", seed: int = 0, worst_case: bool = False,
-             progress: bool = False, cached: dict[str, AttackResult] | None = None,
-             on_result: Callable[[AttackResult], None] | None = None) -> EvalResult:
+             progress: bool = False, cached: dict[str, SpecResult] | None = None,
+             on_result: Callable[[SpecResult], None] | None = None,
+             models: Mapping[str, nn.Module] | None = None) -> EvalResult:
     """Evaluate ``model`` on ``(x, y)`` under every attack of ``suite``.
 
     ``cached`` maps :meth:`AttackSpec.key` to results of an earlier, interrupted
     evaluation (those specs are not run again); ``on_result`` is called after
-    each attack (e.g. to save partial results).
+    each attack (e.g. to save partial results); ``models`` are the models attack
+    specs may name (see :func:`build_attack`).
     """
     device = torch.device(device)
     # build every attack first: a bad spec fails before time is spent on the others
-    attacks = [build_attack(model, spec, seed + index) for index, spec in enumerate(suite)]
+    attacks = [build_attack(model, spec, seed + index, models) for index, spec in enumerate(suite)]
     clean = predict(model, x, batch_size, device) == y
     result = EvalResult(len(x), clean, worst_case_mode=worst_case)
     alive = clean.clone()

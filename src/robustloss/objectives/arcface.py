@@ -49,8 +49,8 @@ class ArcFace(Objective):
     def __init__(self, num_classes: int, feature_dim: int, s: float = 64.0, m: float = 0.5,
                  margin_fallback: str = "none") -> None:
         super().__init__(num_classes, feature_dim)
-        self.s = check_range("s", float(s), low=1.0)
-        self.m = check_range("m", float(m), low=0.0, high=math.pi, high_inclusive=False)
+        self.s = check_range("s", s, low=1.0)
+        self.m = check_range("m", m, low=0.0, high=math.pi, high_inclusive=False)
         if margin_fallback not in FALLBACKS:
             raise unknown_choice("margin_fallback", margin_fallback, FALLBACKS)
         self.margin_fallback = margin_fallback

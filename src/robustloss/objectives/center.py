@@ -39,8 +39,8 @@ class CenterLoss(SCE):
 
     def __init__(self, num_classes: int, feature_dim: int, lam: float = 0.003, alpha: float = 0.5) -> None:
         super().__init__(num_classes, feature_dim)
-        self.lam = check_range("lam", float(lam), low=0.0)
-        self.alpha = check_range("alpha", float(alpha), low=0.0, high=1.0, low_inclusive=False)
+        self.lam = check_range("lam", lam, low=0.0)
+        self.alpha = check_range("alpha", alpha, low=0.0, high=1.0, low_inclusive=False)
         self.register_buffer("centers", torch.zeros(num_classes, feature_dim))
 
     def center_loss(self, z: Tensor, labels: Tensor) -> Tensor:

@@ -36,7 +36,7 @@ class EMC(MMC):
     def __init__(self, num_classes: int, feature_dim: int, alpha: float = 1.0, c_mm: float = 10.0,
                  half: bool = True) -> None:
         super().__init__(num_classes, feature_dim, c_mm=c_mm, half=half)
-        self.alpha = check_range("alpha", float(alpha), low=0.0, low_inclusive=False)
+        self.alpha = check_range("alpha", alpha, low=0.0, low_inclusive=False)
         self.means = nn.Parameter(self.centers.detach().clone())
 
     def class_centers(self) -> Tensor:

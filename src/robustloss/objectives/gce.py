@@ -39,7 +39,7 @@ class GCE(SCE):
 
     def __init__(self, num_classes: int, feature_dim: int, alpha: float = 0.2, normalize: bool = True) -> None:
         super().__init__(num_classes, feature_dim)
-        self.alpha = check_range("alpha", float(alpha), low=0.0, low_inclusive=False)
+        self.alpha = check_range("alpha", alpha, low=0.0, low_inclusive=False)
         self.normalize = bool(normalize)
 
     def per_example_loss(self, z: Tensor, labels: Tensor) -> Tensor:

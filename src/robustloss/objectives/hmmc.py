@@ -97,8 +97,8 @@ class HMMC(MMC):
 
     def __init__(self, num_classes: int, feature_dim: int, tree: str = "", c1: float = 10.0,
                  c2: float = 1.0, half: bool = True) -> None:
-        c1 = check_range("c1", float(c1), low=0.0, low_inclusive=False)
-        c2 = check_range("c2", float(c2), low=0.0, high=c1, low_inclusive=False, high_inclusive=False)
+        c1 = check_range("c1", c1, low=0.0, low_inclusive=False)
+        c2 = check_range("c2", c2, low=0.0, high=c1, low_inclusive=False, high_inclusive=False)
         self.tree = parse_tree(tree, num_classes)
         self.c2 = c2
         super().__init__(num_classes, feature_dim, c_mm=c1, half=half,

@@ -43,8 +43,8 @@ class ISCE(Objective):
     def __init__(self, num_classes: int, feature_dim: int, s: float = 1.0, m: float = 0.1,
                  normalize: str = "logits") -> None:
         super().__init__(num_classes, feature_dim)
-        self.s = check_range("s", float(s), low=1.0)
-        self.m = check_range("m", float(m), low=0.0)
+        self.s = check_range("s", s, low=1.0)
+        self.m = check_range("m", m, low=0.0)
         if normalize not in NORMALIZE:
             raise unknown_choice("normalize", normalize, NORMALIZE)
         self.normalize = normalize

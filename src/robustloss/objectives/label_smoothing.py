@@ -27,7 +27,7 @@ class LabelSmoothing(SCE):
 
     def __init__(self, num_classes: int, feature_dim: int, eps: float = 0.1) -> None:
         super().__init__(num_classes, feature_dim)
-        self.eps = check_range("eps", float(eps), low=0.0, high=1.0, high_inclusive=False)
+        self.eps = check_range("eps", eps, low=0.0, high=1.0, high_inclusive=False)
 
     def loss(self, z: Tensor, labels: Tensor) -> Tensor:
         log_p = self.logits(z).log_softmax(dim=1)

@@ -44,8 +44,8 @@ class LGM(Objective):
     def __init__(self, num_classes: int, feature_dim: int, alpha: float = 0.1, lam: float = 0.1,
                  covariance: str = "identity") -> None:
         super().__init__(num_classes, feature_dim)
-        self.alpha = check_range("alpha", float(alpha), low=0.0)
-        self.lam = check_range("lam", float(lam), low=0.0)
+        self.alpha = check_range("alpha", alpha, low=0.0)
+        self.lam = check_range("lam", lam, low=0.0)
         if covariance not in COVARIANCES:
             raise unknown_choice("covariance", covariance, COVARIANCES)
         self.covariance = covariance

@@ -39,7 +39,7 @@ class MMC(Objective):
     def __init__(self, num_classes: int, feature_dim: int, c_mm: float = 10.0,
                  half: bool = True, centers: Tensor | None = None) -> None:
         super().__init__(num_classes, feature_dim)
-        self.c_mm = check_range("c_mm", float(c_mm), low=0.0, low_inclusive=False)
+        self.c_mm = check_range("c_mm", c_mm, low=0.0, low_inclusive=False)
         #: the paper's 1/2 (``half`` option); not named ``half``, which is ``nn.Module.half()``
         self.with_half = bool(half)
         if centers is None:

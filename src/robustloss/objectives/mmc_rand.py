@@ -23,7 +23,7 @@ class MMCRand(MMC):
 
     def __init__(self, num_classes: int, feature_dim: int, c_mm: float = 10.0, seed: int = 0,
                  half: bool = True) -> None:
-        c_mm = check_range("c_mm", float(c_mm), low=0.0, low_inclusive=False)
+        c_mm = check_range("c_mm", c_mm, low=0.0, low_inclusive=False)
         self.seed = int(seed)
         super().__init__(num_classes, feature_dim, c_mm=c_mm, half=half,
                          centers=random_centers(num_classes, feature_dim, c_mm, seed=self.seed))

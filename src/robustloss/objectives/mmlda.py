@@ -27,7 +27,7 @@ class MMLDA(Objective):
 
     def __init__(self, num_classes: int, feature_dim: int, c_mm: float = 10.0) -> None:
         super().__init__(num_classes, feature_dim)
-        self.c_mm = check_range("c_mm", float(c_mm), low=0.0, low_inclusive=False)
+        self.c_mm = check_range("c_mm", c_mm, low=0.0, low_inclusive=False)
         self.register_buffer("centers", mm_centers(num_classes, feature_dim, self.c_mm).float())
 
     def logits(self, z: Tensor) -> Tensor:

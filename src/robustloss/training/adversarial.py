@@ -44,14 +44,13 @@ class TrainingAdversary:
     def reseed(self, generator: torch.Generator) -> None:
         """Use ``generator`` for all randomness from now on (called once per epoch)."""
         self.generator = generator
-        self.attack.generator = generator
 
     def __call__(self, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
         if self.cfg.method == "fgsm":
             u = float(torch.rand((), generator=self.generator))
             eps = self.cfg.eps_min + (self.cfg.eps - self.cfg.eps_min) * u
             self.attack.eps = self.attack.step_size = eps
-        x_adv = self.attack(x, y)
+        x_adv = self.attack.run(x, y, generator=self.generator).adversarial
         if self.cfg.mix == "half":
             return torch.cat([x, x_adv]), torch.cat([y, y])
         return x_adv, y

@@ -39,9 +39,9 @@ class AdversarialConfig:
             raise unknown_choice("adversarial mix", self.mix, AT_MIXES)
         if self.loss not in NAMED_LOSSES:
             raise unknown_choice("attack loss", self.loss, NAMED_LOSSES)
-        self.eps = check_range("adversarial eps", self.eps, low=0.0, high=1e6)
+        self.eps = check_range("adversarial eps", self.eps, low=0.0)
         self.eps_min = check_range("adversarial eps_min", self.eps_min, low=0.0, high=self.eps)
-        self.step_size = check_range("adversarial step_size", self.step_size, low=0.0, high=1e6)
+        self.step_size = check_range("adversarial step_size", self.step_size, low=0.0)
         self.steps = check_int("adversarial steps", self.steps, 1)
         return self
 

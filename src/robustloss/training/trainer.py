@@ -96,6 +96,7 @@ class Trainer:
         self.optimizer, self.scheduler = build_optimizer(config, self.model)
         self.epoch = 0
         self.history: list[dict[str, Any]] = []
+        self.data: tuple[Tensor, Tensor, Tensor, Tensor] | None = None
         self.adversary = None
         if config.adversarial is not None:
             from robustloss.training.adversarial import TrainingAdversary
@@ -145,12 +146,20 @@ class Trainer:
                           "".join(_json_line(row) for row in self.history))
 
     # ------------------------------------------------------------------ loop
+    def load_data(self) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """The training and validation sets ``(x_train, y_train, x_val, y_val)``, loaded once."""
+        if self.data is None:
+            cfg = self.config
+            x_train, y_train = datasets.load(cfg.dataset, "train", cfg.data_dir)
+            if cfg.train_limit is not None:
+                x_train, y_train = x_train[:cfg.train_limit], y_train[:cfg.train_limit]
+            x_val, y_val = datasets.load(cfg.dataset, "val", cfg.data_dir)
+            self.data = (x_train, y_train, x_val, y_val)
+        return self.data
+
     def fit(self) -> Classifier:
         cfg = self.config
-        x_train, y_train = datasets.load(cfg.dataset, "train", cfg.data_dir)
-        if cfg.train_limit is not None:
-            x_train, y_train = x_train[:cfg.train_limit], y_train[:cfg.train_limit]
-        x_val, y_val = datasets.load(cfg.dataset, "val", cfg.data_dir)
+        x_train, y_train, x_val, y_val = self.load_data()
         augment = cfg.augment if cfg.augment is not None else cfg.dataset.startswith("cifar")
         while self.epoch < cfg.epochs:
             row = self.train_epoch(self.epoch, x_train, y_train, augment)
@@ -191,9 +200,10 @@ class Trainer:
             loss = model.objective.loss(z, yb)
             if not torch.isfinite(loss):
                 bar.close()
-                raise TrainingDiverged(
-                    f"loss became {float(loss.detach())} at epoch {epoch + 1}, batch {b + 1}; training stopped "
-                    f"(the checkpoint of epoch {epoch} in {self.run_dir} is intact) - try a lower --lr")
+                kept = (f"the checkpoint of epoch {epoch} in {self.run_dir} is intact" if epoch > 0 else
+                        "no checkpoint was written: it diverged in the first epoch")
+                raise TrainingDiverged(f"loss became {float(loss.detach())} at epoch {epoch + 1}, batch {b + 1}; "
+                                       f"training stopped ({kept}) - try a lower --lr (now {cfg.lr:g})")
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             self.optimizer.step()

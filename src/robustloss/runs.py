@@ -1,0 +1,333 @@
+"""Run folders: where training and evaluation meet the file system.
+
+A run folder holds one run: ``config.json`` (the :class:`TrainConfig`),
+``checkpoint.pt`` (written atomically after every epoch), ``log.jsonl``,
+``runtime.json`` (thread count, device and torch version of the training
+process) and ``eval/NAME.{json,md}`` (evaluation results, with
+``eval/NAME.partial.json`` while an evaluation runs).
+
+* Training into a folder that holds a *different* run is refused unless
+  ``force`` (which starts over); one that holds the *same* configuration needs
+  ``resume`` (continue) or ``force``.  A folder with a config but no checkpoint
+  (a start that failed before its first epoch) holds no run yet.
+* Every writer holds the folder's lock (``.lock``, an exclusive ``flock``
+  released by the kernel when the process dies, so a killed run never leaves a
+  stale lock); a second writer gets an error naming the holder's PID.
+* Everything is validated (config, data files, result name) before the first
+  write, so a refused command creates nothing.
+
+This layer sits above both training and evaluation: it turns a config into a
+model (:func:`load_run`) and hands models to the evaluation engine.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import shutil
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from robustloss import datasets
+from robustloss.attacks.transfer import MODEL_OPTIONS
+from robustloss.classifier import Classifier
+from robustloss.device import resolve_device
+from robustloss.errors import UserError, check_int
+from robustloss.evaluation import diagnostics
+from robustloss.evaluation.engine import EvalResult, SpecResult, evaluate
+from robustloss.evaluation.report import results_table
+from robustloss.evaluation.suite import AttackSpec
+from robustloss.io import atomic_write_json, atomic_write_text
+from robustloss.training.checkpoint import CHECKPOINT, load_checkpoint
+from robustloss.training.config import TrainConfig
+from robustloss.training.trainer import Trainer, build_classifier
+
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - Windows: no advisory locks
+    fcntl = None  # type: ignore[assignment]
+
+CONFIG = "config.json"
+RUNTIME = "runtime.json"
+LOCK = ".lock"
+#: result names: a plain file name inside ``RUN/eval/``
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
+
+
+def read_config(run_dir: str | Path) -> TrainConfig:
+    path = Path(run_dir) / CONFIG
+    if not path.is_file():
+        raise UserError(f"{run_dir} is not a run folder (no {CONFIG})")
+    try:
+        data = json.loads(path.read_bytes().decode("utf-8"))
+        if not isinstance(data, dict):
+            raise TypeError("not a JSON object")
+        return TrainConfig.from_dict(data)
+    except (UnicodeDecodeError, json.JSONDecodeError, TypeError, RecursionError) as exc:
+        raise UserError(f"{path} is not a valid run config: {str(exc).splitlines()[0]}") from None
+
+
+@contextlib.contextmanager
+def run_lock(run_dir: str | Path) -> Iterator[None]:
+    """Hold ``run_dir``'s exclusive lock (the folder must exist); a second holder gets a :class:`UserError`."""
+    path = Path(run_dir) / LOCK
+    if fcntl is None:  # pragma: no cover
+        yield
+        return
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
+            raise UserError(f"{run_dir} is in use by another robustloss process (PID {holder}); "
+                            "wait for it to finish or stop it") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        yield
+    finally:
+        os.close(fd)   # releases the lock
+
+
+def _holds_run(run_dir: Path) -> bool:
+    return (run_dir / CHECKPOINT).exists()
+
+
+def prepare_run_dir(run_dir: str | Path, config: TrainConfig, *, resume: bool, force: bool) -> bool:
+    """Make ``run_dir`` (existing, locked) ready for ``config``; ``True`` if an existing run should be resumed."""
+    run_dir = Path(run_dir)
+    if resume and force:
+        raise UserError("--resume and --force contradict each other; pass one of them")
+    has_run = _holds_run(run_dir)
+    if has_run and force:
+        for name in (CONFIG, CHECKPOINT, "log.jsonl", RUNTIME):
+            (run_dir / name).unlink(missing_ok=True)
+        shutil.rmtree(run_dir / "eval", ignore_errors=True)
+        has_run = False
+    if has_run:
+        old = read_config(run_dir) if (run_dir / CONFIG).is_file() else None
+        if old is not None and old.to_dict() != config.to_dict():
+            raise UserError(f"{run_dir} holds a different run; choose another --out, "
+                            "or pass --force to overwrite it")
+        if not resume:
+            raise UserError(f"{run_dir} already holds this run; pass --resume to continue it "
+                            "or --force to start over")
+    atomic_write_json(run_dir / CONFIG, config.to_dict())
+    return has_run
+
+
+def _check_threads(run_dir: Path, resuming: bool) -> None:
+    """Record the thread count (float results depend on it); warn when a resumed run uses another."""
+    threads = torch.get_num_threads()
+    path = run_dir / RUNTIME
+    if resuming and path.is_file():
+        try:
+            before = json.loads(path.read_text()).get("threads")
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError, AttributeError):
+            before = None
+        if before is not None and before != threads:
+            print(f"robustloss: warning: {run_dir} was trained with {before} threads and resumes with {threads}; "
+                  "the weights will differ in the last digits from an uninterrupted run (pass --threads "
+                  f"{before} to resume exactly)", file=sys.stderr)
+    atomic_write_json(path, {"threads": threads, "torch": torch.__version__})
+
+
+def train_run(config: TrainConfig, run_dir: str | Path, *, resume: bool = False, force: bool = False,
+              device: str = "auto", progress: bool = True) -> Classifier:
+    """Train ``config`` into ``run_dir`` (resuming when asked) and return the model in eval mode."""
+    run_dir = Path(run_dir)
+    if str(run_dir) in ("", "."):
+        raise UserError("the run folder must be a non-empty path other than '.'")
+    if resume and force:
+        raise UserError("--resume and --force contradict each other; pass one of them")
+    if run_dir.exists() and not run_dir.is_dir():
+        raise UserError(f"output path {run_dir} exists and is not a folder")
+    trainer = Trainer(config, run_dir, device=device, progress=progress)  # validates every hyperparameter
+    trainer.load_data()   # missing data files fail here, before anything is written
+    created = not run_dir.exists()
+    run_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        with run_lock(run_dir):
+            do_resume = prepare_run_dir(run_dir, config, resume=resume, force=force)
+            _check_threads(run_dir, do_resume)
+            if do_resume:
+                trainer.resume()
+            return trainer.fit()
+    except UserError:
+        if created and not _holds_run(run_dir):   # a refused start leaves nothing behind
+            shutil.rmtree(run_dir, ignore_errors=True)
+        raise
+
+
+def load_run(run_dir: str | Path, device: str = "cpu") -> Classifier:
+    """The trained :class:`Classifier` of ``run_dir``, in eval mode."""
+    config = read_config(run_dir)
+    dev = resolve_device(device)
+    state = load_checkpoint(Path(run_dir) / CHECKPOINT, map_location=dev)
+    if state["config"] != config.to_dict():
+        raise UserError(f"checkpoint in {run_dir} is from another configuration than its {CONFIG}")
+    model = build_classifier(config)
+    try:
+        model.load_state_dict(state["model"])
+    except (RuntimeError, TypeError, AttributeError) as exc:
+        raise UserError(f"checkpoint in {run_dir} does not fit the model: {str(exc).splitlines()[0]}") from None
+    return model.to(dev).eval()
+
+
+def run_is_complete(run_dir: str | Path) -> bool:
+    """``True`` if ``run_dir`` holds a finished training run."""
+    path = Path(run_dir) / CHECKPOINT
+    if not path.is_file():
+        return False
+    return bool(load_checkpoint(path).get("complete", False))
+
+
+def check_result_name(name: str) -> str:
+    """``name`` if it is a plain file name for ``RUN/eval/`` (no folders, no leading dot), else a :class:`UserError`."""
+    if not isinstance(name, str) or not _NAME.fullmatch(name):
+        raise UserError(f"result name {name!r} must be 1-100 letters, digits, '.', '_' or '-', starting with a "
+                        "letter or digit (results go to RUN_DIR/eval/NAME.json)")
+    return name
+
+
+def _warn_if_unusable(run_dir: Path, model: nn.Module) -> None:
+    state = load_checkpoint(run_dir / CHECKPOINT)
+    if not state.get("complete", False):
+        print(f"robustloss: warning: {run_dir} is unfinished (epoch {state.get('epoch', '?')} of "
+              f"{state['config'].get('epochs', '?')}); evaluating its last checkpoint", file=sys.stderr)
+    bad = [name for name, p in model.state_dict().items() if p.is_floating_point() and not bool(torch.isfinite(p).all())]
+    if bad:
+        print(f"robustloss: warning: {run_dir} has non-finite weights ({len(bad)} tensors, e.g. {bad[0]}); "
+              "its results are meaningless", file=sys.stderr)
+
+
+def substitute_models(suite: list[AttackSpec], device: str) -> dict[str, nn.Module]:
+    """The run folders that the suite's transfer attacks name as substitutes, loaded."""
+    names = {str(spec.params[key]) for spec in suite for key in MODEL_OPTIONS if isinstance(spec.params.get(key), str)}
+    return {name: load_run(name, device=device) for name in sorted(names)}
+
+
+def _settings(n: int, seed: int, worst_case: bool, split: str, suite: list[AttackSpec]) -> dict[str, Any]:
+    """What a partial result must match to be reused.
+
+    In worst-case mode an attack runs only on the survivors of the attacks before
+    it, so the whole ordered suite is part of the settings.
+    """
+    out: dict[str, Any] = {"n": n, "seed": seed, "worst_case": worst_case, "split": split}
+    if worst_case:
+        out["order"] = [spec.key() for spec in suite]
+    return out
+
+
+def _load_partial(path: Path, settings: dict[str, Any], suite: list[AttackSpec]) -> dict[str, SpecResult]:
+    if not path.is_file():
+        return {}
+    try:
+        data = json.loads(path.read_text())
+    except json.JSONDecodeError:
+        return {}
+    if data.get("settings") != settings:
+        return {}
+    by_key = {spec.key(): spec for spec in suite}
+    out = {}
+    for key, entry in data.get("done", {}).items():
+        if key in by_key:
+            dist = entry.get("distortion")
+            distortion = None if dist is None else torch.tensor([float("nan") if d is None else d for d in dist])
+            out[key] = SpecResult(by_key[key], torch.tensor(entry["robust"], dtype=torch.bool), entry["time_s"],
+                                    entry["attacked"], distortion)
+    return out
+
+
+def evaluate_run(run_dir: str | Path, suite: list[AttackSpec], *, name: str, n: int | None = 1000,
+                 split: str = "test", batch_size: int = 500, device: str = "auto", seed: int = 0,
+                 worst_case: bool = False, data_dir: str | None = None, progress: bool = True,
+                 diagnose: bool = False, diagnose_eps: float | None = None, reuse: bool = False) -> dict[str, Any]:
+    """Evaluate the model of ``run_dir`` on the first ``n`` images of ``split``; returns the result dict.
+
+    Results go to ``RUN_DIR/eval/NAME.json`` and ``.md``.  After every attack the
+    per-example outcomes so far are saved to ``NAME.partial.json``; a killed
+    evaluation started again with the same settings skips the attacks already done.
+    ``reuse=True`` returns an existing ``eval/NAME.json`` made with the same suite
+    and settings instead of running it again (retraining with ``--force`` deletes
+    ``eval/``, so such a file always belongs to the current weights).
+    ``diagnose=True`` also runs the gradient-masking checks of
+    :mod:`robustloss.evaluation.diagnostics` (after the suite) at ``diagnose_eps``
+    (default: the suite's largest L-inf eps) and stores them under ``"diagnostics"``.
+    Transfer attacks name their substitute by run folder (``substitute_model=RUN``).
+    """
+    run_dir = Path(run_dir)
+    name = check_result_name(name)
+    if n is not None:
+        check_int("number of evaluation points", n, 1)
+    batch_size = check_int("batch size", batch_size, 1)
+    seed = check_int("seed", seed, 0, 2 ** 63 - 1)
+    if not suite:
+        raise UserError("the suite is empty; give at least one attack")
+    config = read_config(run_dir)
+    diag_eps = diagnostics.default_eps(suite, diagnose_eps) if diagnose else None  # fail before the attacks
+    dev = resolve_device(device)
+    out_dir = run_dir / "eval"
+    if out_dir.exists() and not out_dir.is_dir():
+        raise UserError(f"{out_dir} exists and is not a folder; move it away to store evaluation results")
+    model = load_run(run_dir, device=str(dev))
+    models = substitute_models(suite, str(dev))
+    x, y = datasets.load(config.dataset, split, data_dir if data_dir is not None else config.data_dir)
+    if n is not None:
+        x, y = x[:n], y[:n]
+    partial_path = out_dir / f"{name}.partial.json"
+    settings = _settings(len(x), seed, worst_case, split, suite)
+    if reuse and not diagnose:
+        previous = _finished(out_dir / f"{name}.json", settings, suite)
+        if previous is not None:
+            return previous
+    _warn_if_unusable(run_dir, model)
+    with run_lock(run_dir):
+        cached = _load_partial(partial_path, settings, suite)
+        done: dict[str, Any] = {key: _serialise(res) for key, res in cached.items()}
+
+        def save_partial(res: SpecResult) -> None:
+            done[res.spec.key()] = _serialise(res)
+            atomic_write_json(partial_path, {"settings": settings, "done": done})
+
+        result: EvalResult = evaluate(model, x, y, suite, batch_size=batch_size, device=dev, seed=seed,
+                                      worst_case=worst_case, progress=progress, cached=cached,
+                                      on_result=save_partial, models=models)
+        summary = {"run": str(run_dir), "config": config.to_dict(), "suite": name,
+                   **{k: v for k, v in settings.items() if k != "order"}, **result.to_dict()}
+        report = results_table({run_dir.name: summary})
+        if diag_eps is not None:
+            diag_n = min(len(x), diagnostics.DEFAULT_N)
+            checks = diagnostics.diagnose(model, x, y, eps=diag_eps, n=diag_n, batch_size=batch_size, device=dev,
+                                          seed=seed)
+            summary["diagnostics"] = diagnostics.summary(checks, eps=diag_eps, n=diag_n)
+            report += diagnostics.markdown(summary["diagnostics"])
+        atomic_write_json(out_dir / f"{name}.json", summary)
+        atomic_write_text(out_dir / f"{name}.md", report)
+        partial_path.unlink(missing_ok=True)
+    return summary
+
+
+def _finished(path: Path, settings: dict[str, Any], suite: list[AttackSpec]) -> dict[str, Any] | None:
+    """The summary at ``path`` if it was made with ``settings`` and exactly ``suite``, else ``None``."""
+    if not path.is_file():
+        return None
+    try:
+        data = json.loads(path.read_text())
+    except json.JSONDecodeError:
+        return None
+    same = all(data.get(k) == v for k, v in settings.items() if k != "order")
+    specs = [(a.get("label"), a.get("attack"), a.get("params")) for a in data.get("attacks", [])]
+    return data if same and specs == [(s.label, s.attack, s.params) for s in suite] else None
+
+
+def _serialise(res: SpecResult) -> dict[str, Any]:
+    return {"robust": res.robust.tolist(), "time_s": res.time_s, "attacked": res.attacked,
+            "distortion": None if res.distortion is None else res.distortion.tolist()}

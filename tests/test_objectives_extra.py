@@ -90,8 +90,8 @@ def test_registry_has_every_objective() -> None:
     assert OBJECTIVES.defaults("arcface")["s"] == 64.0 and OBJECTIVES.defaults("arcface")["m"] == 0.5
     assert OBJECTIVES.defaults("hmmc")["c1"] == 10.0 and OBJECTIVES.defaults("hmmc")["c2"] == 1.0
     # string options from the command line are coerced to the defaults' types
-    obj = build_objective("pc", 4, 3, {"xi": "0.9", "warmup_epochs": "2", "constraint": "soft"})
-    assert isinstance(obj, PC) and obj.xi == 0.9 and obj.warmup_epochs == 2 and obj.constraint == "soft"
+    obj = build_objective("pc", 4, 3, {"xi": "0.9", "warmup_epochs": "2", "loss_form": "authors"})
+    assert isinstance(obj, PC) and obj.xi == 0.9 and obj.warmup_epochs == 2 and obj.loss_form == "authors"
 
 
 # ----------------------------------------------------------------------------- values by hand
@@ -252,11 +252,10 @@ def test_isce_inference_keeps_the_predicted_class(s: float) -> None:
     assert int(keep.sum()) > 100
 
 
-@pytest.mark.parametrize("reduction", ["sum", "mean"])
-@pytest.mark.parametrize("constraint", ["hard", "soft"])
-def test_pc_value_by_hand(reduction: str, constraint: str) -> None:
+@pytest.mark.parametrize("loss_form,reduction,constraint", [("paper", "sum", "hard"), ("authors", "mean", "soft")])
+def test_pc_value_by_hand(loss_form: str, reduction: str, constraint: str) -> None:
     xi, lam = 0.6, 0.3
-    obj = PC(4, 3, xi=xi, lam=lam, pc_reduction=reduction, constraint=constraint).double()
+    obj = PC(4, 3, xi=xi, lam=lam, loss_form=loss_form).double()
     _set_linear(obj, W4, B4)
     z, y = _zy()
     total = 0.0
@@ -538,7 +537,7 @@ BAD = [
     ("hmmc", {"tree": "0,0,1,1,1", "c1": 2.0, "c2": 2.0}),
     ("isce", {"s": 0.5}), ("isce", {"m": -0.1}), ("isce", {"normalize": "weights"}),
     ("pc", {"xi": 0.0}), ("pc", {"xi": 1.5}), ("pc", {"lam": -0.05}), ("pc", {"warmup_epochs": -1}),
-    ("pc", {"pc_reduction": "max"}), ("pc", {"constraint": "medium"}),
+    ("pc", {"loss_form": "eq6"}), ("pc", {"pc_reduction": "sum"}), ("pc", {"constraint": "soft"}),
     ("gce", {"alpha": 0.0}), ("gce", {"alpha": -0.2}),
     ("arcface", {"s": 0.5}), ("arcface", {"m": -0.1}), ("arcface", {"m": 4.0}),
     ("arcface", {"margin_fallback": "hard"}),

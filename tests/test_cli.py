@@ -16,7 +16,7 @@ BAD = [
     (("train", "--model", "vgg", "--out", "{tmp}/x"), "unknown model 'vgg'; valid choices: cnn3, lenet5, resnet"),
     (("train", "--objective", "foo", "--out", "{tmp}/x"), "unknown objective 'foo'; valid choices:"),
     (("train", "--objective", "mmc", "-O", "c_mm=0", "--out", "{tmp}/x"), "c_mm must be in (0, inf)"),
-    (("train", "--epochs", "0", "--out", "{tmp}/x"), "epochs must be >= 1"),
+    (("train", "--epochs", "0", "--out", "{tmp}/x"), "epochs must be an integer >= 1"),
     (("train", "--objective", "hmmc", "--out", "{tmp}/x"), "objective 'hmmc' needs a class tree"),
     (("train", "--objective", "hmmc", "-O", "tree=1,2,3", "--out", "{tmp}/x"), "the class tree has 3 entries"),
     (("train", "--objective", "pc", "-O", "xi=1.5", "--out", "{tmp}/x"), "xi must be in (0, 1]"),

@@ -184,8 +184,8 @@ def test_suite_json_files_load(tmp_path: Path) -> None:
 @pytest.mark.parametrize("text,message", [
     ("mnist-ful", "unknown suite 'mnist-ful'; valid choices: <file>.json, cifar-full, cifar-pgd, mnist-corruptions"),
     ("{tmp}/missing.json", "cannot read suite file"),
-    ("{tmp}/broken.json", "cannot read suite file"),
-    ("{tmp}/nokey.json", "cannot read suite file"),
+    ("{tmp}/broken.json", "broken.json is not valid JSON"),
+    ("{tmp}/nokey.json", "nokey.json, entry 1: missing key(s) attack"),
 ])
 def test_bad_suites_are_user_errors(tmp_path: Path, text: str, message: str) -> None:
     (tmp_path / "broken.json").write_text("[{")

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, NoReturn
 
 from robustloss.errors import UserError
@@ -22,6 +22,38 @@ class _Parser(argparse.ArgumentParser):
 
 def _formatter(prog: str) -> argparse.HelpFormatter:
     return argparse.ArgumentDefaultsHelpFormatter(prog, max_help_position=32)
+
+
+def _path(text: str) -> str:
+    """A path argument: refuses ``''`` (which would silently mean the current folder)."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("must not be empty")
+    return text
+
+
+def _int_at_least(low: int) -> Callable[[str], int]:
+    """An integer argument ``>= low``."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+        if value < low:
+            raise argparse.ArgumentTypeError(f"must be an integer >= {low}, got {value}")
+        return value
+
+    return parse
+
+
+def _seed(text: str) -> int:
+    """A seed argument, in [0, 2**63 - 1] (:func:`robustloss.errors.check_seed`)."""
+    from robustloss.errors import check_seed
+
+    try:
+        return check_seed("seed", int(text))
+    except (ValueError, UserError):
+        raise argparse.ArgumentTypeError(f"must be an integer in [0, 2**63 - 1], got {text!r}") from None
 
 
 def _add_device(p: argparse.ArgumentParser) -> None:
@@ -59,13 +91,14 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--lr", type=float, default=d.lr, help="initial learning rate (seed 000 Sec. 4.1)")
     t.add_argument("--momentum", type=float, default=d.momentum)
     t.add_argument("--weight-decay", type=float, default=d.weight_decay)
-    t.add_argument("--milestones", type=int, nargs="*", default=[], help="epochs at which lr *= --lr-gamma")
-    t.add_argument("--lr-gamma", type=float, default=d.lr_gamma)
-    t.add_argument("--seed", type=int, default=d.seed)
+    t.add_argument("--milestones", type=int, nargs="*", default=[],
+                   help="epochs after which lr *= --lr-gamma (positive, strictly increasing)")
+    t.add_argument("--lr-gamma", type=float, default=d.lr_gamma, help="lr decay factor at each milestone, in (0, 1]")
+    t.add_argument("--seed", type=int, default=d.seed, help="in [0, 2**63 - 1]")
     t.add_argument("--augment", action=argparse.BooleanOptionalAction, default=None,
                    help="random shift + flip (default: on for CIFAR, off otherwise)")
     t.add_argument("--train-limit", type=int, default=None, help="use only the first N training images")
-    t.add_argument("--data-dir", default=None, help="folder with the CIFAR python files")
+    t.add_argument("--data-dir", type=_path, default=None, help="folder with the CIFAR python files")
     t.add_argument("--download", action="store_true", help="download CIFAR with torchvision if installed")
     t.add_argument("--at", choices=None, default=None, metavar="{pgd,fgsm}",
                    help="adversarial training with this attack (uses the objective's adaptive loss)")
@@ -75,39 +108,40 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--at-step-size", type=float, default=a.step_size)
     t.add_argument("--at-untargeted", action="store_true", help="untargeted AT (default: targeted, random targets)")
     t.add_argument("--at-mix", default=a.mix, help="adv (adversarial only) or half (1:1 clean + adversarial)")
-    t.add_argument("--out", required=True, help="run folder")
-    t.add_argument("--resume", action="store_true", help="continue the run in --out")
-    t.add_argument("--force", action="store_true", help="overwrite the run in --out")
+    t.add_argument("--out", type=_path, required=True, help="run folder")
+    existing = t.add_mutually_exclusive_group()
+    existing.add_argument("--resume", action="store_true", help="continue the run in --out")
+    existing.add_argument("--force", action="store_true", help="overwrite the run in --out")
     _add_device(t)
 
     e = sub.add_parser("evaluate", help="evaluate a run under a suite of attacks", formatter_class=_formatter,
                        description="Attack the model of RUN_DIR; results go to RUN_DIR/eval/NAME.{json,md}.")
-    e.add_argument("run_dir", metavar="RUN_DIR")
+    e.add_argument("run_dir", type=_path, metavar="RUN_DIR")
     e.add_argument("--suite", default=None, help="built-in suite name or a JSON file (default: mnist-pgd for "
                    "MNIST/synthetic runs, cifar-pgd otherwise)")
     e.add_argument("--attack", action="append", default=[], metavar="NAME:K=V,...",
                    help="run this attack instead of a suite, e.g. pgd:eps=0.3,steps=40,step_size=0.01")
-    e.add_argument("--name", default=None, help="name of the result files (default: the suite's name)")
-    e.add_argument("--n", type=int, default=1000, help="evaluate on the first N images of the split")
+    e.add_argument("--name", type=_path, default=None, help="name of the result files (default: the suite's name)")
+    e.add_argument("--n", type=_int_at_least(1), default=1000, help="evaluate on the first N images of the split")
     e.add_argument("--split", default="test", help="train, val or test")
-    e.add_argument("--batch-size", type=int, default=500)
-    e.add_argument("--seed", type=int, default=0, help="seed of the attacks' randomness")
+    e.add_argument("--batch-size", type=_int_at_least(1), default=500)
+    e.add_argument("--seed", type=_seed, default=0, help="seed of the attacks' randomness, in [0, 2**63 - 1]")
     e.add_argument("--worst-case", action="store_true",
                    help="ensemble mode: each attack only on the points that survived the previous ones")
     e.add_argument("--diagnose", action="store_true",
                    help="also run the gradient-masking checks (docs/attacks.md); a WARNING line per failed check")
     e.add_argument("--diagnose-eps", type=float, default=None,
                    help="L-inf eps of the checks, implies --diagnose; None: the suite's largest eps")
-    e.add_argument("--data-dir", default=None)
+    e.add_argument("--data-dir", type=_path, default=None)
     _add_device(e)
 
     r = sub.add_parser("reproduce", help="reproduce a paper table end to end", formatter_class=_formatter,
                        description="Recipes: " + "; ".join(f"{k}: {v.description}" for k, v in RECIPES.items()))
     r.add_argument("name", metavar="NAME", help=f"one of: {', '.join(RECIPES)}")
-    r.add_argument("--out", default=None, help="output folder (default: results/NAME)")
-    r.add_argument("--epochs", type=int, default=None, help="override the recipe's epochs")
-    r.add_argument("--n", type=int, default=None, help="override the number of test points")
-    r.add_argument("--data-dir", default=None, help="folder with the dataset files (CIFAR recipes)")
+    r.add_argument("--out", type=_path, default=None, help="output folder (default: results/NAME)")
+    r.add_argument("--epochs", type=_int_at_least(1), default=None, help="override the recipe's epochs")
+    r.add_argument("--n", type=_int_at_least(1), default=None, help="override the number of test points")
+    r.add_argument("--data-dir", type=_path, default=None, help="folder with the dataset files (CIFAR recipes)")
     r.add_argument("--force", action="store_true", help="retrain and re-evaluate from scratch")
     _add_device(r)
 
@@ -204,6 +238,13 @@ def _list(args: argparse.Namespace) -> int:
     return 0
 
 
+def _os_error(exc: OSError) -> str:
+    """``<strerror>: <filename>`` of an I/O error, on one line."""
+    reason = exc.strerror or str(exc) or type(exc).__name__
+    names = [str(n) for n in (exc.filename, exc.filename2) if n is not None]
+    return " ".join(f"{reason}: {' -> '.join(names)}".split()) if names else " ".join(reason.split())
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     from robustloss.training.trainer import TrainingDiverged
 
@@ -221,6 +262,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return handlers[args.command](args)
     except UserError as exc:
         print(f"robustloss: error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # disk full, read-only folder, a file where a folder should be, ...
+        print(f"robustloss: error: {_os_error(exc)}", file=sys.stderr)
         return 2
     except TrainingDiverged as exc:
         print(f"robustloss: training diverged: {exc}", file=sys.stderr)

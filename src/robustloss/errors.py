@@ -55,3 +55,17 @@ def check_int(name: str, value: object, low: int, high: int | None = None) -> in
         return int(value)
     bound = f">= {low}" if high is None else f"in [{low}, {high}]"
     raise UserError(f"{name} must be an integer {bound}, got {value!r}")
+
+
+#: the largest seed we accept: ``torch.manual_seed`` takes any 64-bit value (measured: [-2**63, 2**64 - 1],
+#: negatives wrapping to the top half); [0, 2**63 - 1] keeps every seed distinct and leaves room for
+#: ``seed + k`` offsets (one per attack of a suite) without overflow
+MAX_SEED = 2**63 - 1
+
+
+def check_seed(name: str, value: object) -> int:
+    """Return ``value`` as an int if it is a valid seed, ``[0, 2**63 - 1]``, else raise :class:`UserError`."""
+    try:
+        return check_int(name, value, 0, MAX_SEED)
+    except UserError:
+        raise UserError(f"{name} must be an integer in [0, 2**63 - 1], got {value!r}") from None

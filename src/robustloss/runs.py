@@ -44,7 +44,7 @@ from robustloss.evaluation import diagnostics
 from robustloss.evaluation.engine import EvalResult, SpecResult, evaluate
 from robustloss.evaluation.report import results_table
 from robustloss.evaluation.suite import AttackSpec
-from robustloss.io import atomic_write_json, atomic_write_text
+from robustloss.io import atomic_write_json, atomic_write_text, read_json
 from robustloss.training.checkpoint import CHECKPOINT, load_checkpoint
 from robustloss.training.config import TrainConfig
 from robustloss.training.trainer import Trainer, build_classifier
@@ -62,15 +62,13 @@ _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
 
 
 def read_config(run_dir: str | Path) -> TrainConfig:
+    """The :class:`TrainConfig` in ``run_dir/config.json`` (a :class:`UserError` for anything else)."""
     path = Path(run_dir) / CONFIG
     if not path.is_file():
         raise UserError(f"{run_dir} is not a run folder (no {CONFIG})")
     try:
-        data = json.loads(path.read_bytes().decode("utf-8"))
-        if not isinstance(data, dict):
-            raise TypeError("not a JSON object")
-        return TrainConfig.from_dict(data)
-    except (UnicodeDecodeError, json.JSONDecodeError, TypeError, RecursionError) as exc:
+        return TrainConfig.from_dict(read_json(path, "run config"))
+    except TypeError as exc:
         raise UserError(f"{path} is not a valid run config: {str(exc).splitlines()[0]}") from None
 
 

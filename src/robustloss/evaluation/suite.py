@@ -4,6 +4,12 @@ An :class:`AttackSpec` names an attack of the :data:`~robustloss.attacks.ATTACKS
 registry and its parameters; a suite is a list of them.  Built-in suites are
 below; a user suite is a JSON file ``[{"label": ..., "attack": ..., "params": {...}}, ...]``
 or specs given on the command line as ``NAME:key=value,key=value``.
+
+A suite file is strict JSON (UTF-8, no ``NaN``/``Infinity``) holding a non-empty
+array of objects with the keys ``label`` (a unique, printable one-line name of at
+most :data:`MAX_LABEL` characters), ``attack`` (a name of the attack registry)
+and optionally ``params`` (an object of that attack's options, typed as in
+:mod:`robustloss.registry`: ``"steps": true`` or ``"eps": "x"`` are refused).
 """
 
 from __future__ import annotations
@@ -14,7 +20,12 @@ from pathlib import Path
 from typing import Any
 
 from robustloss.errors import UserError, unknown_choice
+from robustloss.io import read_json
 from robustloss.registry import parse_options
+
+#: the longest accepted label: a column title of the results table
+MAX_LABEL = 200
+SPEC_KEYS = ("label", "attack", "params")
 
 
 @dataclass(frozen=True)
@@ -25,9 +36,29 @@ class AttackSpec:
     attack: str
     params: dict[str, Any] = field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        check_label(self.label)
+        if not isinstance(self.attack, str):
+            raise UserError(f"attack of '{self.label}' must be a name, got {self.attack!r}")
+        if not isinstance(self.params, dict):
+            raise UserError(f"params of '{self.label}' must be an object of option names and values, "
+                            f"got {type(self.params).__name__} {str(self.params)[:40]!r}")
+
     def key(self) -> str:
         """A stable identity of the spec (label + attack + params), for result caching."""
         return json.dumps(asdict(self), sort_keys=True)
+
+
+def check_label(label: object) -> str:
+    """``label`` if it is a printable one-line string of 1 to :data:`MAX_LABEL` characters."""
+    if not isinstance(label, str):
+        raise UserError(f"an attack label must be a string, got {label!r}")
+    if not 1 <= len(label) <= MAX_LABEL:
+        raise UserError(f"an attack label must have 1 to {MAX_LABEL} characters, got {len(label)} "
+                        f"({label[:40]!r}{'...' if len(label) > 40 else ''})")
+    if not label.isprintable():
+        raise UserError(f"an attack label must be printable text on one line, got {label[:60]!r}")
+    return label
 
 
 def pgd_grid(eps_values: list[float], steps_values: list[int], step_size: float,
@@ -122,14 +153,41 @@ def parse_spec(text: str) -> AttackSpec:
 
 
 def load_suite(name_or_path: str) -> list[AttackSpec]:
-    """A built-in suite by name, or a JSON suite file."""
+    """A built-in suite by name, or a JSON suite file (format in the module docstring), validated."""
     if name_or_path in SUITES:
         return list(SUITES[name_or_path])
     path = Path(name_or_path)
     if not path.suffix == ".json":
         raise unknown_choice("suite", name_or_path, list(SUITES) + ["<file>.json"])
+    data = read_json(path, "suite file", list)
+    if not data:
+        raise UserError(f"suite file {path} holds no attacks; give at least one "
+                        '{"label": ..., "attack": ..., "params": {...}}')
+    specs = [_spec_from_json(path, index, entry) for index, entry in enumerate(data, 1)]
+    seen: set[str] = set()
+    for spec in specs:
+        if spec.label in seen:
+            raise UserError(f"suite file {path}: the label {spec.label!r} is used twice; labels must be unique")
+        seen.add(spec.label)
+    return specs
+
+
+def _spec_from_json(path: Path, index: int, entry: object) -> AttackSpec:
+    """Entry ``index`` (1-based) of a suite file, checked against the attack registry."""
+    from robustloss.attacks import ATTACKS
+
+    where = f"suite file {path}, entry {index}"
+    if not isinstance(entry, dict):
+        raise UserError(f"{where}: expected an object with keys {', '.join(SPEC_KEYS)}, got {entry!r:.60}")
+    unknown = sorted(set(entry) - set(SPEC_KEYS))
+    if unknown:
+        raise UserError(f"{where}: unknown key(s) {', '.join(unknown)}; valid keys: {', '.join(SPEC_KEYS)}")
+    missing = [k for k in ("label", "attack") if k not in entry]
+    if missing:
+        raise UserError(f"{where}: missing key(s) {', '.join(missing)}")
     try:
-        data = json.loads(path.read_text())
-        return [AttackSpec(str(d["label"]), str(d["attack"]), dict(d.get("params", {}))) for d in data]
-    except (OSError, json.JSONDecodeError, KeyError, TypeError) as exc:
-        raise UserError(f"cannot read suite file {path}: {exc}") from None
+        spec = AttackSpec(entry["label"], entry["attack"], entry.get("params", {}))
+        ATTACKS.options(spec.attack, spec.params)  # the attack name, option names and option types
+    except UserError as exc:
+        raise UserError(f"{where}: {exc}") from None
+    return spec

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
+from robustloss.errors import check_int
+
 
 class LeNet5(nn.Module):
     """LeNet-5 backbone returning the feature vector ``z``.
@@ -34,7 +36,7 @@ class LeNet5(nn.Module):
     def __init__(self, in_channels: int = 1, image_size: int = 28, feature_dim: int = 84,
                  feature_relu: bool = False) -> None:
         super().__init__()
-        self.feature_dim = feature_dim
+        self.feature_dim = feature_dim = check_int("feature_dim", feature_dim, 1)
         self.feature_relu = bool(feature_relu)
         side = ((image_size // 2) - 4) // 2
         self.conv = nn.Sequential(

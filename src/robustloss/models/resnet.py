@@ -10,6 +10,8 @@ from __future__ import annotations
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from robustloss.errors import check_int
+
 
 class PreActBlock(nn.Module):
     """BN-ReLU-conv3x3-BN-ReLU-conv3x3 with an identity (or 1x1 projection) shortcut."""
@@ -38,9 +40,9 @@ class PreActResNet(nn.Module):
     def __init__(self, in_channels: int = 3, image_size: int = 32, feature_dim: int = 256,
                  n: int = 5, width: int = 16) -> None:
         super().__init__()
-        if n < 1:
-            raise ValueError(f"ResNet depth parameter n must be >= 1, got {n}")
-        self.feature_dim = feature_dim
+        n = check_int("n (ResNet depth 6n+2)", n, 1)
+        width = check_int("width", width, 1)
+        self.feature_dim = feature_dim = check_int("feature_dim", feature_dim, 1)
         self.depth = 6 * n + 2
         self.stem = nn.Conv2d(in_channels, width, 3, padding=1, bias=False)
         layers: list[nn.Module] = []

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
-from robustloss.errors import UserError, check_int, check_range, unknown_choice
+from robustloss.errors import UserError, check_int, check_range, check_seed, unknown_choice
 
 OPTIMIZERS = ("sgd", "adam")
 AT_METHODS = ("pgd", "fgsm")
@@ -33,6 +34,12 @@ class AdversarialConfig:
         """Check every field (a :class:`UserError` names the first bad one)."""
         from robustloss.attacks.losses import NAMED_LOSSES
 
+        for name in ("method", "mix", "loss"):
+            if not isinstance(getattr(self, name), str):
+                raise UserError(f"adversarial {name} must be a string, got {getattr(self, name)!r}")
+        for name in ("targeted", "random_start"):
+            if not isinstance(getattr(self, name), bool):
+                raise UserError(f"adversarial {name} must be true or false, got {getattr(self, name)!r}")
         if self.method not in AT_METHODS:
             raise unknown_choice("adversarial training method", self.method, AT_METHODS)
         if self.mix not in AT_MIXES:
@@ -61,9 +68,11 @@ class TrainConfig:
     lr: float = 0.01             # seed 000 Sec. 4.1
     momentum: float = 0.9        # seed 000 Sec. 4.1 ("momentum SGD")
     weight_decay: float = 1e-4   # our default (not stated in seed 000)
-    lr_milestones: list[int] = field(default_factory=list)  # e.g. [100, 150] for CIFAR (seed 000)
-    lr_gamma: float = 0.1        # seed 000 Sec. 4.1
-    seed: int = 0
+    # epochs after which lr *= lr_gamma: positive and strictly increasing, e.g. [100, 150] for CIFAR
+    # (the MMC paper); a milestone beyond ``epochs`` is never reached
+    lr_milestones: list[int] = field(default_factory=list)
+    lr_gamma: float = 0.1        # the MMC paper, Sec. 4.1; a decay factor in (0, 1] (1: no decay)
+    seed: int = 0                # in [0, 2**63 - 1]: torch's generator takes 64 bits, headroom for offsets
     augment: bool | None = None  # None: on for CIFAR, off otherwise
     train_limit: int | None = None  # use only the first N training images (quick runs, tests)
     data_dir: str | None = None
@@ -78,20 +87,28 @@ class TrainConfig:
         from robustloss.models import MODELS
         from robustloss.objectives import OBJECTIVES
 
+        for name in ("dataset", "model", "objective", "optimizer"):
+            if not isinstance(getattr(self, name), str):
+                raise UserError(f"{name} must be a name, got {getattr(self, name)!r}")
         datasets.info(self.dataset)
         self.model_options = MODELS.options(self.model, self.model_options, complete=True)
         self.objective_options = OBJECTIVES.options(self.objective, self.objective_options, complete=True)
-        self.lr_milestones = [int(m) for m in self.lr_milestones]
         if self.optimizer not in OPTIMIZERS:
             raise unknown_choice("optimizer", self.optimizer, OPTIMIZERS)
-        for name in ("epochs", "batch_size"):
-            if getattr(self, name) < 1:
-                raise UserError(f"{name} must be >= 1, got {getattr(self, name)}")
-        check_range("lr", self.lr, low=0.0, low_inclusive=False)
-        check_range("momentum", self.momentum, low=0.0, high=1.0, high_inclusive=False)
-        check_range("weight_decay", self.weight_decay, low=0.0)
-        if self.train_limit is not None and self.train_limit < 1:
-            raise UserError(f"train_limit must be >= 1, got {self.train_limit}")
+        self.epochs = check_int("epochs", self.epochs, 1)
+        self.batch_size = check_int("batch_size", self.batch_size, 1)
+        if self.train_limit is not None:
+            self.train_limit = check_int("train_limit", self.train_limit, 1)
+        self.seed = check_seed("seed", self.seed)
+        self.lr = check_range("lr", self.lr, low=0.0, low_inclusive=False)
+        self.momentum = check_range("momentum", self.momentum, low=0.0, high=1.0, high_inclusive=False)
+        self.weight_decay = check_range("weight_decay", self.weight_decay, low=0.0)
+        self.lr_gamma = check_range("lr_gamma", self.lr_gamma, low=0.0, low_inclusive=False, high=1.0)
+        self.lr_milestones = _milestones(self.lr_milestones)
+        if self.augment is not None and not isinstance(self.augment, bool):
+            raise UserError(f"augment must be true, false or null (the dataset's default), got {self.augment!r}")
+        if self.data_dir is not None and (not isinstance(self.data_dir, str) or not self.data_dir):
+            raise UserError(f"data_dir must be a non-empty path, got {self.data_dir!r}")
         if self.adversarial is not None:
             self.adversarial.validate()
         return self
@@ -100,12 +117,32 @@ class TrainConfig:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = set(data) - known
+    def from_dict(cls, data: Mapping[str, Any]) -> TrainConfig:
+        """The config stored by :meth:`to_dict` (e.g. a run's ``config.json``), validated."""
+        if not isinstance(data, Mapping):
+            raise UserError(f"a training config must be a JSON object, got {type(data).__name__}")
+        unknown = set(data) - {f.name for f in fields(cls)}
         if unknown:
-            raise UserError(f"unknown config keys: {', '.join(sorted(unknown))}")
+            raise UserError(f"unknown config keys: {', '.join(sorted(map(str, unknown)))}; "
+                            f"valid keys: {', '.join(f.name for f in fields(cls))}")
         data = dict(data)
-        if data.get("adversarial") is not None:
-            data["adversarial"] = AdversarialConfig(**data["adversarial"])
+        adversarial = data.get("adversarial")
+        if adversarial is not None:
+            if not isinstance(adversarial, Mapping):
+                raise UserError(f"config key 'adversarial' must be an object or null, got {adversarial!r}")
+            unknown = set(adversarial) - {f.name for f in fields(AdversarialConfig)}
+            if unknown:
+                raise UserError(f"unknown adversarial config keys: {', '.join(sorted(map(str, unknown)))}; "
+                                f"valid keys: {', '.join(f.name for f in fields(AdversarialConfig))}")
+            data["adversarial"] = AdversarialConfig(**adversarial)
         return cls(**data)
+
+
+def _milestones(value: object) -> list[int]:
+    """``lr_milestones`` as a list of positive, strictly increasing epoch numbers."""
+    if not isinstance(value, (list, tuple)):
+        raise UserError(f"lr_milestones must be a list of epochs, got {value!r}")
+    out = [check_int("each lr milestone", m, 1) for m in value]
+    if any(b <= a for a, b in zip(out, out[1:])):
+        raise UserError(f"lr_milestones must be strictly increasing epochs >= 1, got {out}")
+    return out

@@ -241,7 +241,7 @@ def test_feature_relu_through_the_model_registry() -> None:
     assert isinstance(backbone, LeNet5) and backbone.feature_relu and backbone.feature_dim == 2
     assert isinstance(backbone.dense[-1], torch.nn.ReLU)
     assert not isinstance(build_backbone("lenet5", 1, 28).dense[-1], torch.nn.ReLU)
-    with pytest.raises(UserError, match="feature_relu='maybe': expected bool"):
+    with pytest.raises(UserError, match="feature_relu='maybe': expected true or false"):
         build_backbone("lenet5", 1, 28, {"feature_relu": "maybe"})
 
 
@@ -254,5 +254,5 @@ def test_cli_lists_and_checks_both_options(capsys: pytest.CaptureFixture[str], t
                            str(tmp_path / "x"))
     assert code == 2 and "unknown loss_form 'eq6'; valid choices: authors, paper" in err
     code, _, err = run_cli(capsys, "train", "-M", "feature_relu=maybe", "--out", str(tmp_path / "y"))
-    assert code == 2 and "feature_relu='maybe': expected bool" in err
+    assert code == 2 and "feature_relu='maybe': expected true or false" in err
     assert not (tmp_path / "x").exists() and not (tmp_path / "y").exists()

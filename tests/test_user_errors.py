@@ -28,7 +28,8 @@ from robustloss.evaluation.suite import MAX_LABEL, AttackSpec, load_suite, parse
 from robustloss.io import atomic_write, atomic_write_text, read_json
 from robustloss.models import build_backbone
 from robustloss.registry import coerce
-from robustloss.training import TrainConfig, train_run
+from robustloss.runs import train_run
+from robustloss.training import TrainConfig
 from robustloss.training.checkpoint import load_checkpoint, save_checkpoint
 from robustloss.training.trainer import build_classifier
 
@@ -453,7 +454,7 @@ def test_eval_folder_is_a_file(capsys: pytest.CaptureFixture[str], tmp_path: Pat
     before = _tree(run)
     code, _, err = run_cli(capsys, "evaluate", str(run), "--attack", "fgsm:eps=0.1", "--n", "5", "--no-progress",
                            "--device", "cpu")
-    _one_line_exit_2(code, err, f"robustloss: error: File exists: {run / 'eval'}")
+    _one_line_exit_2(code, err, f"robustloss: error: {run / 'eval'} exists and is not a folder")
     assert _tree(run) == before
 
 

@@ -182,7 +182,7 @@ def _train(args: argparse.Namespace) -> int:
 
 def _evaluate(args: argparse.Namespace) -> int:
     from robustloss.evaluation.report import results_table
-    from robustloss.evaluation.suite import load_suite, parse_spec
+    from robustloss.evaluation.suite import load_suite, parse_spec, with_default_eps
     from robustloss.runs import evaluate_run, read_config
 
     config = read_config(args.run_dir)
@@ -193,6 +193,9 @@ def _evaluate(args: argparse.Namespace) -> int:
         suite_name = args.suite or ("cifar-pgd" if config.dataset.startswith("cifar") else "mnist-pgd")
         suite = load_suite(suite_name)
         name = args.name or suite_name.rsplit("/", 1)[-1].removesuffix(".json")
+    suite, notes = with_default_eps(suite, config.dataset)
+    for note in notes:
+        print(f"robustloss: note: {note}", file=sys.stderr)
     summary = evaluate_run(args.run_dir, suite, name=name, n=args.n, split=args.split, batch_size=args.batch_size,
                            device=args.device, seed=args.seed, worst_case=args.worst_case, data_dir=args.data_dir,
                            progress=not args.no_progress, diagnose=args.diagnose or args.diagnose_eps is not None,

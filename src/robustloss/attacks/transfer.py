@@ -68,16 +68,14 @@ class TransferAttack(Attack):
 
     name = "transfer"
 
-    def __init__(self, model: nn.Module, substitute_model: nn.Module | None = None, attack: str = "pgd",
-                 eps: float | None = None, steps: int = 40, step_size: float | None = None, *, norm: str = "linf",
+    def __init__(self, model: nn.Module, substitute_model: nn.Module, attack: str = "pgd", *,
+                 eps: float, steps: int = 40, step_size: float | None = None, norm: str = "linf",
                  loss: str | AttackLoss | None = None, targeted: bool = False, final_iterate: bool = True,
                  bounds: tuple[float, float] = (0.0, 1.0), seed: int = 0, **attack_params: Any) -> None:
         super().__init__(model, loss="ce", targeted=targeted, bounds=bounds, seed=seed)   # the target is never differentiated
         if not isinstance(substitute_model, nn.Module):
             raise UserError("a transfer attack needs substitute_model: a built model (nn.Module); from the command "
                             f"line or a suite, a training run folder; got {type(substitute_model).__name__}")
-        if eps is None:
-            raise UserError("transfer attack needs option eps (the perturbation budget)")
         self.substitute = substitute_model
         self.norm = norm
         self.attack_name = attack

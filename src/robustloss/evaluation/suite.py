@@ -191,3 +191,33 @@ def _spec_from_json(path: Path, index: int, entry: object) -> AttackSpec:
     except UserError as exc:
         raise UserError(f"{where}: {exc}") from None
     return spec
+
+
+#: the L-inf budget an attack given without ``eps`` gets, per dataset, with its source
+DATASET_EPS: dict[str, tuple[float, str]] = {
+    "mnist": (0.3, "the MNIST budget of the MMC paper (Sec. 4.2) and the PC paper (Table 1)"),
+    "synthetic": (0.3, "as MNIST (pixels in [0, 1])"),
+    "cifar10": (8 / 255, "the smaller CIFAR-10 budget of the MMC paper (Sec. 4.2, Table 1)"),
+    "cifar100": (8 / 255, "as CIFAR-10 (the MMC paper evaluates CIFAR-100 at 8/255 and 16/255, Table 4)"),
+    "cifar100-coarse": (8 / 255, "as CIFAR-100"),
+}
+
+
+def with_default_eps(suite: list[AttackSpec], dataset: str) -> tuple[list[AttackSpec], list[str]]:
+    """``suite`` with the dataset's :data:`DATASET_EPS` filled in where an L-inf attack needs ``eps`` and has none.
+
+    Returns the suite and one note per filled spec (for the user to see).  An
+    L2 attack without ``eps`` is left alone (its registry error asks for one).
+    """
+    from robustloss.attacks import ATTACKS
+    from robustloss.registry import REQUIRED
+
+    eps, source = DATASET_EPS.get(dataset, (None, ""))
+    out, notes = [], []
+    for spec in suite:
+        needs = spec.attack in ATTACKS and ATTACKS.defaults(spec.attack).get("eps") is REQUIRED
+        if eps is not None and needs and "eps" not in spec.params and str(spec.params.get("norm", "linf")) == "linf":
+            spec = AttackSpec(spec.label, spec.attack, {**spec.params, "eps": eps})
+            notes.append(f"'{spec.label}' has no eps: using {eps:.4g} for {dataset} ({source})")
+        out.append(spec)
+    return out, notes

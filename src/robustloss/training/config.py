@@ -121,21 +121,23 @@ class TrainConfig:
         """The config stored by :meth:`to_dict` (e.g. a run's ``config.json``), validated."""
         if not isinstance(data, Mapping):
             raise UserError(f"a training config must be a JSON object, got {type(data).__name__}")
-        unknown = set(data) - {f.name for f in fields(cls)}
-        if unknown:
-            raise UserError(f"unknown config keys: {', '.join(sorted(map(str, unknown)))}; "
-                            f"valid keys: {', '.join(f.name for f in fields(cls))}")
-        data = dict(data)
+        data = dict(_known_keys("config", data, cls))
         adversarial = data.get("adversarial")
         if adversarial is not None:
             if not isinstance(adversarial, Mapping):
                 raise UserError(f"config key 'adversarial' must be an object or null, got {adversarial!r}")
-            unknown = set(adversarial) - {f.name for f in fields(AdversarialConfig)}
-            if unknown:
-                raise UserError(f"unknown adversarial config keys: {', '.join(sorted(map(str, unknown)))}; "
-                                f"valid keys: {', '.join(f.name for f in fields(AdversarialConfig))}")
-            data["adversarial"] = AdversarialConfig(**adversarial)
+            data["adversarial"] = AdversarialConfig(**_known_keys("adversarial config", adversarial,
+                                                                  AdversarialConfig))
         return cls(**data)
+
+
+def _known_keys(what: str, data: Mapping[str, Any], cls: type) -> Mapping[str, Any]:
+    """``data`` if its keys are all fields of the dataclass ``cls``, else a :class:`UserError` listing them."""
+    valid = [f.name for f in fields(cls)]
+    unknown = set(data) - set(valid)
+    if unknown:
+        raise UserError(f"unknown {what} keys: {', '.join(sorted(map(str, unknown)))}; valid keys: {', '.join(valid)}")
+    return data
 
 
 def _milestones(value: object) -> list[int]:

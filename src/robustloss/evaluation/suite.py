@@ -107,8 +107,8 @@ def pc_table1(eps_values: tuple[float, ...] = (0.1, 0.2, 0.3)) -> list[AttackSpe
     PGD and MIM (40 steps), every step 0.01, at each eps; C&W-L2 with confidence 0, 100 iterations, lr 0.001.
 
     As the PC paper states them (Results, "Performance on white-box attacks"), so BIM-10
-    moves at most 0.1 whatever eps is.  C&W
-    counts a point as robust when it finds no adversarial example (no distortion bound).
+    moves at most 0.1 whatever eps is.  C&W counts a point as robust when it finds no
+    adversarial example (no distortion bound).
     Beyond the paper's columns: PGD-40 on the logit margin (``PGD-margin``), which a
     saturated softmax cannot mask (measured: the recipe's CE baseline has a zero CE
     gradient at 83.5% of clean test points; see docs/results.md).

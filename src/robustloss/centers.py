@@ -1,13 +1,13 @@
 """Max-Mahalanobis (MM) centers.
 
-The MMC loss (seed 000, Sec. 3.3) regresses features onto fixed centers
+The MMC loss (the MMC paper, Sec. 3.3) regresses features onto fixed centers
 ``mu*_1..mu*_L`` on the sphere of radius ``C_MM`` that solve
 
-    mu* = argmin_mu  max_{i != j} <mu_i, mu_j>          (seed 000, Sec. 3.3)
+    mu* = argmin_mu  max_{i != j} <mu_i, mu_j>          (the MMC paper, Sec. 3.3)
 
 For ``d >= L - 1`` the optimum is the regular simplex, with
 ``||mu_i|| = C_MM`` and ``<mu_i, mu_j> = -C_MM^2 / (L - 1)``; it is built by
-Algorithm 1 of seed 000 (App. B.1, "GenerateMMcenters"), computed here in float64.
+Algorithm 1 of the MMC paper (App. B.1, "GenerateMMcenters"), computed here in float64.
 
 For ``d < L - 1`` (e.g. ten classes in a 2-D feature space for visualisation)
 Algorithm 1 cannot apply: no simplex fits.  We then *optimise* the criterion
@@ -36,7 +36,7 @@ def _check(num_classes: int, dim: int, c_mm: float) -> None:
 
 
 def simplex_centers(num_classes: int, dim: int) -> Tensor:
-    """Algorithm 1 of seed 000 (App. B.1) with ``C_MM = 1``, float64, shape (L, d).
+    """Algorithm 1 of the MMC paper (App. B.1) with ``C_MM = 1``, float64, shape (L, d).
 
     ``mu_1 = e_1``; for ``i = 2..L`` and ``j < i``:
     ``mu_i(j) = -[1 + <mu_i, mu_j>(L-1)] / [mu_j(j)(L-1)]``, then
@@ -88,7 +88,7 @@ def mm_centers(num_classes: int, dim: int, c_mm: float = 1.0, *, seed: int = 0) 
     """Max-Mahalanobis centers, float64 tensor of shape ``(num_classes, dim)``.
 
     ``||mu_i|| = c_mm`` for every class.  With ``dim >= num_classes - 1`` these
-    are Algorithm 1 of seed 000 (exactly the authors' precomputed files, scaled
+    are Algorithm 1 of the MMC paper (exactly the authors' precomputed files, scaled
     by ``c_mm``): ``<mu_i, mu_j> = -c_mm^2 / (L - 1)``.  With a smaller ``dim``
     they come from :func:`spread_centers` (seeded optimisation, our extension).
 
@@ -124,7 +124,7 @@ def hierarchical_centers(tree: list[int] | tuple[int, ...], dim: int, c1: float 
                          c2: float = 1.0) -> Tensor:
     """Hierarchical Max-Mahalanobis (HM) centers of a two-level class tree, float64 ``(L, dim)``.
 
-    Seed 000, App. B.3: ``tree[l]`` is the superclass ``s(l)`` of fine class ``l``
+    The MMC paper, App. B.3: ``tree[l]`` is the superclass ``s(l)`` of fine class ``l``
     (superclasses ``0..S-1``, each non-empty).  With
     ``mu^(1,S) = GenerateMMcenters(c1, dim, S)`` for the superclasses and, for a
     superclass with ``K`` children, ``mu^(2,K) = GenerateMMcenters(c2, dim, K)``,
@@ -134,8 +134,8 @@ def hierarchical_centers(tree: list[int] | tuple[int, ...], dim: int, c1: float 
     where ``j`` is ``l``'s rank among the fine classes of ``s(l)`` in increasing
     label order.  A superclass (or the root) with a single child uses
     ``c * e_1`` (Algorithm 1 with one class).  ``c2 < c1`` (the paper's
-    ``C^2 << C^1``); seed 001 found ``c1`` in [5, 20] and ``c2`` in [0.1, 2]
-    best.  Every superclass uses the same local centers ``mu^(2,K)`` (the
+    ``C^2 << C^1``); the reproducibility report (Sec. 4.7) found ``c1`` in
+    [5, 20] and ``c2`` in [0.1, 2] best.  Every superclass uses the same local centers ``mu^(2,K)`` (the
     paper allows, but does not require, a different rotation per superclass).
 
     Raises :class:`~robustloss.errors.UserError` for an empty tree, a negative

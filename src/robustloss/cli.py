@@ -88,7 +88,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--epochs", type=int, default=d.epochs)
     t.add_argument("--batch-size", type=int, default=d.batch_size)
     t.add_argument("--optimizer", default=d.optimizer, help="sgd (momentum) or adam")
-    t.add_argument("--lr", type=float, default=d.lr, help="initial learning rate (seed 000 Sec. 4.1)")
+    t.add_argument("--lr", type=float, default=d.lr, help="initial learning rate (the MMC paper, Sec. 4.1)")
     t.add_argument("--momentum", type=float, default=d.momentum)
     t.add_argument("--weight-decay", type=float, default=d.weight_decay)
     t.add_argument("--milestones", type=int, nargs="*", default=[],

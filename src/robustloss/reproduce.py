@@ -2,7 +2,8 @@
 
 ``robustloss reproduce mnist-quick`` trains LeNet-5 with SCE and with MMC-10 on
 MNIST and evaluates both under targeted and untargeted PGD (10 and 40 steps,
-eps 0.1/0.2/0.3, step 0.01, random start; seed 000 Sec. 4.2), adaptive for MMC
+eps 0.1/0.2/0.3, step 0.01, random start: the ``mnist-pgd`` grid, whose sources
+are given in :mod:`robustloss.evaluation.suite`), adaptive for MMC
 (the objective's own loss is used automatically).  Every step resumes: finished
 runs are not retrained, finished attacks are not rerun.
 """
@@ -40,22 +41,24 @@ class Recipe:
 
 
 def _mnist(objective: str, **options: Any) -> TrainConfig:
-    # seed 000 Sec. 4.1 trains 40 epochs on MNIST; 5 keeps the quick recipe within minutes on 2 CPU cores.
+    # the MMC paper (Sec. 4.1) trains 40 epochs on MNIST; 5 keeps the quick recipe within minutes on 2 CPU cores.
     return TrainConfig(dataset="mnist", model="lenet5", objective=objective, objective_options=dict(options),
                        epochs=5, batch_size=128, lr=0.01, momentum=0.9, seed=0)
 
 
 def _cifar10(objective: str, adversarial: AdversarialConfig | None = None, **options: Any) -> TrainConfig:
-    # seed 000 Sec. 4.1: ResNet-32 (ResNet-v2, n = 5, 256-d feature layer as in the authors' code),
-    # momentum SGD, lr 0.01, 200 epochs, x0.1 at epochs 100 and 150.  Batch size 50 is the
-    # reproducibility report's (seed 001 Sec. 4.2); seed 000 does not state one.
+    # the MMC paper, Sec. 4.1: ResNet-32 (ResNet-v2, n = 5, 256-d feature layer as in the authors' code),
+    # momentum SGD, lr 0.01, 200 epochs, x0.1 at epochs 100 and 150.  Momentum 0.9 is from the
+    # reproducibility report (Sec. 3); batch size 50 from its timing experiment (Sec. 4.2, Table 1:
+    # "50 epochs with a batch size of 50"); the MMC paper states neither.
     return TrainConfig(dataset="cifar10", model="resnet", model_options={"n": 5, "feature_dim": 256},
                        objective=objective, objective_options=dict(options), epochs=200, batch_size=50,
                        lr=0.01, momentum=0.9, lr_milestones=[100, 150], seed=0, adversarial=adversarial)
 
 
 def _at(targeted: bool) -> AdversarialConfig:
-    # seed 000 Sec. 4.1: 10-step PGD, eps 8/255 (step 2/255, Sec. 4.2), targeted or untargeted
+    # the MMC paper, Sec. 4.1: 10-step PGD, eps 8/255, targeted or untargeted; it gives no AT step size,
+    # 2/255 is the step of its evaluation PGD (Sec. 4.3)
     return AdversarialConfig(method="pgd", eps=8 / 255, steps=10, step_size=2 / 255, targeted=targeted)
 
 
@@ -67,7 +70,7 @@ def _table1(clean: str, *cells: str) -> dict[str, str]:
     return {"clean": clean, **dict(zip(_T1_COLUMNS, cells))}
 
 
-TABLE1_PAPER = {  # seed 000, Table 1 (CIFAR-10, white-box PGD, adaptive for MMC)
+TABLE1_PAPER = {  # the MMC paper, Table 1 (CIFAR-10, white-box PGD, adaptive for MMC)
     "SCE": _table1("92.9", "≤1", "3.7", "≤1", "3.6", "≤1", "2.9", "≤1", "2.6"),
     "Center loss": _table1("92.8", "≤1", "4.4", "≤1", "4.3", "≤1", "3.1", "≤1", "2.9"),
     "MMLDA": _table1("92.4", "≤1", "16.5", "≤1", "9.7", "≤1", "6.7", "≤1", "5.5"),
@@ -80,14 +83,14 @@ TABLE1_PAPER = {  # seed 000, Table 1 (CIFAR-10, white-box PGD, adaptive for MMC
 }
 
 def _pc_mnist(objective: str, **options: Any) -> TrainConfig:
-    # seed 004 Sec. 5: LeNet-5, Adam, lr 0.01, batch 256; PC warms up with CE for T = 50 epochs,
-    # then trains with PC (Eq. 6 + 16) for T more; the CE baseline trains 2T = 100 epochs.  Seed 004
-    # states no weight decay, so none.
+    # the PC paper, Experiments, "Datasets and models": LeNet-5, Adam, lr 0.01, batch 256; PC warms up
+    # with CE for T = 50 epochs, then trains with PC (Eq. 6 + 16) for T more; the CE baseline trains
+    # 2T = 100 epochs.  The PC paper states no weight decay, so none.
     return TrainConfig(dataset="mnist", model="lenet5", objective=objective, objective_options=dict(options),
                        epochs=100, batch_size=256, optimizer="adam", lr=0.01, weight_decay=0.0, seed=0)
 
 
-PC_TABLE1_PAPER = {  # seed 004, Table 1, MNIST columns (CE, Ours)
+PC_TABLE1_PAPER = {  # the PC paper, Table 1, MNIST columns (CE, Ours)
     "CE": {"clean": "99.2", "FGSM 0.1": "71.5", "FGSM 0.2": "51.6", "FGSM 0.3": "31.8", "BIM 0.1": "52.8",
            "BIM 0.2": "4.5", "BIM 0.3": "1.5", "PGD 0.1": "49.0", "PGD 0.2": "3.3", "PGD 0.3": "0.8",
            "MIM 0.1": "49.8", "MIM 0.2": "5.0", "MIM 0.3": "1.5", "CW 0.0": "42.2"},
@@ -112,17 +115,17 @@ RECIPES: dict[str, Recipe] = {
          "ArcFace (s=16, m=0.2)": _mnist("arcface", s=16.0, m=0.2)},
         "mnist-pgd", n_eval=1000),
     "pc-mnist-table1": Recipe(
-        "seed 004 Table 1 (MNIST): LeNet-5, CE vs PC loss with logit constraints, FGSM/BIM/PGD/MIM/C&W",
+        "the PC paper's Table 1 (MNIST): LeNet-5, CE vs PC loss with logit constraints, FGSM/BIM/PGD/MIM/C&W",
         {"CE": _pc_mnist("sce"), "PC": _pc_mnist("pc", warmup_epochs=50)},
-        "mnist-pc-table1", n_eval=1000, paper=PC_TABLE1_PAPER, source="seed 004, Table 1"),
+        "mnist-pc-table1", n_eval=1000, paper=PC_TABLE1_PAPER, source="the PC paper, Table 1"),
     "cifar10-table1": Recipe(
-        "seed 000 Table 1: ResNet-32 on CIFAR-10, SCE/Center/MMLDA/L-GM/MMC-10 and PGD-AT, adaptive PGD "
+        "the MMC paper's Table 1: ResNet-32 on CIFAR-10, SCE/Center/MMLDA/L-GM/MMC-10 and PGD-AT, adaptive PGD "
         "(needs --data-dir with the CIFAR-10 python files; 200 epochs per run: a GPU job)",
         {"SCE": _cifar10("sce"), "Center loss": _cifar10("center"), "MMLDA": _cifar10("mmlda"),
          "L-GM": _cifar10("lgm"), "MMC-10": _cifar10("mmc", c_mm=10.0),
          "AT-tar (SCE)": _cifar10("sce", _at(True)), "AT-tar (MMC-10)": _cifar10("mmc", _at(True), c_mm=10.0),
          "AT-un (SCE)": _cifar10("sce", _at(False)), "AT-un (MMC-10)": _cifar10("mmc", _at(False), c_mm=10.0)},
-        "cifar-pgd", n_eval=10_000, paper=TABLE1_PAPER, source="seed 000, Table 1"),
+        "cifar-pgd", n_eval=10_000, paper=TABLE1_PAPER, source="the MMC paper, Table 1"),
 }
 
 

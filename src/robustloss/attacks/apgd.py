@@ -46,7 +46,7 @@ class APGD(IterativeAttack):
     ``step_size`` in :meth:`params` is the initial step ``2 eps``.
 
     Loss ``f``: ``loss="adaptive"`` (default; CE for softmax objectives, the
-    objective's adaptive loss otherwise, seed 000 App. B.4), ``"ce"`` (APGD-CE of
+    objective's adaptive loss otherwise, the MMC paper, App. B.4), ``"ce"`` (APGD-CE of
     the paper), ``"dlr"`` (the scale-free difference-of-logits ratio, APGD-DLR;
     targeted: APGD-T) or any other loss of :mod:`robustloss.attacks.losses`.
 
@@ -56,8 +56,8 @@ class APGD(IterativeAttack):
 
     Defaults (Croce & Hein 2020): ``steps=100``, ``rho=0.75``, ``momentum``
     (alpha) ``= 0.75``, initial step ``2 eps``, random start (uniform in the ball,
-    as in the authors' evaluation); ``eps=0.3`` is the MNIST L-inf budget (seed
-    000 Sec. 4.2).
+    as in the authors' evaluation); ``eps`` is required (0.3 is the MNIST L-inf
+    budget of the MMC paper, Fig. 3(b), and of the PC paper, Table 1).
     """
 
     name = "apgd"

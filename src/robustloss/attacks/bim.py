@@ -17,11 +17,12 @@ class BIM(IterativeAttack):
     Deterministic, so it has no restarts.  For every example the first iterate
     that fools the model is kept (shared core).
 
-    Defaults: ``eps=0.3`` (MNIST L-inf budget, seed 004 Table 1 / seed 000
-    Sec. 4.2); ``steps=10`` as in seed 004 ("10 iterations for BIM");
+    Defaults: ``eps`` required (0.3 is the MNIST L-inf budget of the PC paper's
+    Table 1 and of the MMC paper's Fig. 3(b)); ``steps=10`` as in the PC paper's
+    white-box settings ("Performance on white-box attacks": "10 for BIM");
     ``step_size=None`` means ``eps / steps`` (the whole budget is reachable).
-    Seed 004 uses a fixed ``step_size=0.01`` on MNIST - pass it to reproduce
-    their table (with 10 steps it can only reach an L-inf distance of 0.1).
+    The PC paper uses a fixed ``step_size=0.01`` - pass it to reproduce its
+    table (with 10 steps it can only reach an L-inf distance of 0.1).
     """
 
     name = "bim"

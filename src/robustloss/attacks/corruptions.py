@@ -1,4 +1,4 @@
-"""General-purpose "attacks" (seed 000 Sec. 4.5): Gaussian noise and random rotation.
+"""General-purpose "attacks" (the MMC paper, Sec. 4.5): Gaussian noise and random rotation.
 
 They use neither gradients nor the loss - they test robustness to simple input
 corruptions that were not part of training (Carlini et al. 2019).  Their
@@ -36,8 +36,9 @@ class _Corruption(Attack):
 class GaussianNoise(_Corruption):
     """Additive Gaussian noise: ``x_adv = clip_[lo,hi](x + sigma * n)``, ``n ~ N(0, I)``.
 
-    Gilmer et al. 2019 / Fawzi et al. 2016; seed 000 Sec. 4.5 (Table 2, Part III).
-    Default ``sigma = 0.05``, the standard deviation of seed 000 Table 2.
+    Gilmer et al. 2019 / Fawzi et al. 2016; the MMC paper, Sec. 4.5 (Table 2,
+    Part III).  Default ``sigma = 0.05``, the standard deviation of the MMC
+    paper's Table 2.
     """
 
     name = "gaussian-noise"
@@ -60,11 +61,11 @@ class GaussianNoise(_Corruption):
 class Rotation(_Corruption):
     """Random rotation by an angle drawn uniformly from ``[-degrees, +degrees]`` per image.
 
-    Engstrom et al. 2019; seed 000 Sec. 4.5 (Table 2, Part III).  Rotation about
+    Engstrom et al. 2019; the MMC paper, Sec. 4.5 (Table 2, Part III).  Rotation about
     the image center with bilinear interpolation (one batched
     ``affine_grid`` / ``grid_sample``); pixels rotated in from outside the image
     are filled with the lower bound (black).  Default ``degrees = 30``, the
-    +-30 degree range of seed 000 Table 2.  Needs images ``(N, C, H, W)``.
+    +-30 degree range of the MMC paper's Table 2.  Needs images ``(N, C, H, W)``.
     """
 
     name = "rotation"

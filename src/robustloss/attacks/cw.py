@@ -29,7 +29,7 @@ class CarliniWagnerL2(Attack):
     where ``m`` is the attack loss (positive = success): by default the
     objective's form-2 *adaptive margin* ("adaptive-margin"), i.e. the C&W
     margin on the objective's attack logits, ``-L_Ada^{un,2}`` / ``-L_Ada^{tar,2}``
-    of seed 000 App. B.4 (for MMC ``L_MMC(z,y) - L_MMC(z,y~)`` untargeted).
+    of the MMC paper, App. B.4 (for MMC ``L_MMC(z,y) - L_MMC(z,y~)`` untargeted).
     ``kappa`` is the confidence.  An iterate counts as a success when the model
     predicts a wrong class (untargeted) / the target (targeted) **and**
     ``m(x') >= kappa``.
@@ -60,10 +60,10 @@ class CarliniWagnerL2(Attack):
     ``r.distortion[r.success].mean()`` (the MMC paper's Table 2 Part I reports such
     averages) and "the attack succeeds within eps" is ``r.success & (r.distortion <= eps)``.
 
-    Defaults (seed 000 Sec. 4.3, following Carlini & Wagner 2017a): 9 binary
-    search steps, initial constant 0.01, 1,000 iterations per constant,
-    learning rate 0.005; confidence 0 (seed 004 Sec. 5); abort-early on as in
-    the C&W reference code.  Targeted and untargeted.
+    Defaults (the MMC paper, Sec. 4.3, following Carlini & Wagner 2017a): 9
+    binary search steps, initial constant 0.01, 1,000 iterations per constant,
+    learning rate 0.005; confidence 0 (the PC paper, "Performance on white-box
+    attacks"); abort-early on as in the C&W reference code.  Targeted and untargeted.
     """
 
     name = "cw"

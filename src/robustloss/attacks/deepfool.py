@@ -16,8 +16,8 @@ class DeepFool(Attack):
     r"""DeepFool-L2: iteratively cross the linearised nearest decision boundary.
 
     With ``a`` the attack logits (the objective's; for MMC ``a_l = -L_MMC(z, l)``,
-    i.e. DeepFool linearises the form-2 margins ``a_k - a_y`` of seed 000
-    App. B.4), ``y`` the label and ``K`` the candidate classes (the
+    i.e. DeepFool linearises the form-2 margins ``a_k - a_y`` of the MMC
+    paper, App. B.4), ``y`` the label and ``K`` the candidate classes (the
     ``candidates - 1`` classes with the largest clean logits other than ``y``),
     each iteration at the current point ``x_i``::
 
@@ -42,7 +42,7 @@ class DeepFool(Attack):
 
     Defaults: ``overshoot=0.02`` and ``candidates=10`` (all classes of MNIST /
     CIFAR-10) from Moosavi-Dezfooli et al. 2016, ``max_iter=50`` (the "DF 50" of
-    seed 003 Tables 3 and 7; "DF 10" is ``max_iter=10``).
+    the I-SCE paper's Tables 3 and 7; "DF 10" is ``max_iter=10``).
 
     Untargeted only: there is no ``targeted`` option (``targeted=...`` from the
     CLI or a run config is a :class:`~robustloss.errors.UserError`, and so is

@@ -14,15 +14,16 @@ class FGSM(IterativeAttack):
     Update rule: ``x_adv = clip_[lo,hi](x + eps * dir(grad_x L(x)))`` with ``dir`` =
     ``sign`` for ``norm="linf"`` (Goodfellow et al. 2015) and ``g / ||g||_2`` for
     ``norm="l2"`` (the "fast gradient method").  ``L`` is the objective's
-    adaptive loss by default (seed 000 App. B.4); targeted mode steps towards the
+    adaptive loss by default (the MMC paper, App. B.4); targeted mode steps towards the
     target (``L`` is then the targeted loss).  It is the one-step member of the
     shared :class:`~robustloss.attacks.base.IterativeAttack` core
     (``steps=1``, ``step_size=eps``, ``random_start=False``), so a clean point
     that is already misclassified is returned unchanged.
 
-    Defaults: ``eps=0.3`` is the MNIST L-inf budget of seed 004 (Table 1,
-    FGSM at 0.1-0.3) and seed 000 (Sec. 4.2, Fig. 3).  Seed 004 also uses FGSM
-    (radius drawn from [0.1, 0.3]) for adversarial training on MNIST.
+    ``eps`` has no default; on MNIST the papers use 0.3 (the largest FGSM budget
+    of the PC paper's Table 1, which has 0.1-0.3; the MMC paper's MNIST setting,
+    Fig. 3(b)).  The PC paper also uses FGSM (radius in [0.1, 0.3]) for
+    adversarial training on MNIST ("Combining with adversarial training").
     """
 
     name = "fgsm"

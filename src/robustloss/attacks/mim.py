@@ -23,14 +23,15 @@ class MIM(IterativeAttack):
 
     with ``dir`` = ``sign`` for ``norm="linf"`` and ``g / ||g||_2`` for ``norm="l2"``
     (the L2 variant of the paper).  Implemented through the shared core's
-    :meth:`init_state` / :meth:`direction` hooks.  Seed 000 (Sec. 2.2, 4.4)
-    uses MIM as its transfer attack; seed 004 in white-box and transfer.
+    :meth:`init_state` / :meth:`direction` hooks.  The MMC paper (Sec. 2.2,
+    4.4) uses MIM as its transfer attack; the PC paper in white-box and transfer.
 
-    Defaults: ``decay`` (mu) ``= 1.0`` (Dong et al. 2018); ``eps=0.3`` (MNIST,
-    seed 004 Table 1); ``steps=40`` (seed 004: "40 [iterations] for MIM and
-    PGD"); ``step_size=None`` means ``eps / steps`` (Dong et al.'s
-    ``alpha = eps / T``; seed 004 uses 0.01 on MNIST); no random start (Dong et
-    al.), which can be switched on together with ``restarts``.
+    Defaults: ``decay`` (mu) ``= 1.0`` (Dong et al. 2018); ``eps`` required (0.3
+    on MNIST in the PC paper's Table 1); ``steps=40`` (the PC paper, "Performance
+    on white-box attacks": "40 for MIM and PGD"); ``step_size=None`` means
+    ``eps / steps`` (Dong et al.'s ``alpha = eps / T``; the PC paper uses 0.01);
+    no random start (Dong et al.), which can be switched on together with
+    ``restarts``.
     """
 
     name = "mim"

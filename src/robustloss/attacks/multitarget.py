@@ -41,20 +41,22 @@ class MultiTargetPGD(IterativeAttack):
     For every example the ``k`` target classes are, for a center-based objective
     (``model.objective.center_based``: MMC, MMLDA, ...), the ``k`` classes whose
     centers are nearest to the true class's center; ties (MM centers are all
-    equidistant, seed 000 Sec. 3.3) are broken by the clean point's logits.  For
+    equidistant, the MMC paper, Sec. 3.3) are broken by the clean point's logits.  For
     any other model they are the ``k`` highest non-true logits at the clean point
     (as in the multi-targeted attack of Gowal et al. 2019 and APGD-T of Croce &
     Hein 2020).  Each run is the shared PGD core (update rule of
     :class:`~robustloss.attacks.pgd.PGD`) with the *targeted* loss towards that
-    class (by default the objective's adaptive targeted loss, seed 000 App. B.4:
+    class (by default the objective's adaptive targeted loss, the MMC paper, App. B.4:
     ``-L_MMC(z, y_t)`` for MMC), and it succeeds as soon as an iterate is
     misclassified (any wrong class, not only the target).  Runs (``k`` targets x
     ``restarts``) are done one after the other on the points still robust; the
     first fooling iterate is returned, else the last iterate of the last run.
 
     Untargeted from the caller's view: it chooses its own targets.  Defaults:
-    ``k=3``; ``eps=0.3``, ``steps=40`` and random start as in the MNIST PGD
-    setting of seed 000 (Sec. 4.2); ``step_size=None`` means ``eps / steps``.
+    ``k=3``; ``steps=50`` and ``step_size=0.01`` as in the MNIST PGD setting of
+    the MMC paper (Fig. 3(b): eps 0.3, step 0.01, 50 steps); ``eps`` is
+    required; random start (Madry et al. 2018); ``step_size=None`` means
+    ``eps / steps``.
     """
 
     name = "multitarget"

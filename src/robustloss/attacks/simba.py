@@ -45,8 +45,9 @@ class SimBA(Attack):
     Batched: all images step together, each over its own coordinate sequence;
     one forward pass per candidate sign for the images still running.
 
-    Defaults: ``eps=0.2`` (the step size of Guo et al. 2019), ``max_queries=300``
-    (seed 003 Sec. 4: 300 queries per image on MNIST, 500 on CIFAR-10).
+    Defaults: ``eps`` is required (Guo et al. 2019 use a step of 0.2);
+    ``max_queries=300`` (the I-SCE paper, Sec. 4.2: 300 queries per image on
+    MNIST, 500 on CIFAR-10).
     Only the pixel basis is implemented (not SimBA-DCT).
     """
 

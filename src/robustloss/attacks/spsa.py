@@ -30,15 +30,15 @@ class SPSA(Attack):
     that iterate is returned; otherwise the last iterate.  The probes
     ``x_t +- delta v`` are not clipped to the bounds (they are only evaluated).
 
-    ``L`` is the objective's form-1 adaptive loss by default (seed 000 App. B.4:
+    ``L`` is the objective's form-1 adaptive loss by default (the MMC paper, App. B.4:
     ``L_Ada^{un,1}`` / ``L_Ada^{tar,1}``, i.e. CE for SCE and ``L_MMC(z, y)`` /
     ``-L_MMC(z, y_t)`` for MMC).  Uses forward passes only (no autograd).
 
-    ``samples`` counts model evaluations per step (the "batch size" of seed 000
-    Sec. 4.4 and Table 3; as in the cleverhans implementation the paper used,
-    half of them are the mirrored ``-v``), so it must be even.  Memory is
-    bounded by ``chunk``: the model never sees more than ``chunk`` inputs at
-    once.  When ``samples <= chunk``, ``chunk // samples`` examples are
+    ``samples`` counts model evaluations per step (the "batch size" of the MMC
+    paper, Sec. 4.4 and Table 3; as in cleverhans, the attack library of the MMC
+    authors' code according to the reproducibility report, half of them are the
+    mirrored ``-v``), so it must be even.  Memory is bounded by ``chunk``: the
+    model never sees more than ``chunk`` inputs at once.  When ``samples <= chunk``, ``chunk // samples`` examples are
     evaluated together; otherwise one example at a time, its samples split into
     forwards of ``chunk`` evaluations, with the random directions drawn chunk by
     chunk (memory O(chunk x D), never O(samples x batch)).  Every example has its
@@ -47,11 +47,12 @@ class SPSA(Attack):
     as long as the model's outputs for a row do not depend on how many rows
     share its forward pass (CPU kernels round differently for tiny batches).
 
-    Defaults: ``samples=128``, ``lr=0.01``, ``delta=0.01`` (seed 000 Sec. 4.4,
-    after Uesato et al. 2018; seed 004 Sec. 5 the same lr and delta),
-    ``steps=10`` (the SPSA_10 of seed 000 Table 2); ``eps`` has no default
-    (seed 000: 8/255 and 16/255 on CIFAR-10; seed 004: 0.3 on MNIST).
-    ``samples=4096`` / ``8192`` reproduce seed 000 Table 3.
+    Defaults: ``samples=128``, ``lr=0.01``, ``delta=0.01`` (the MMC paper,
+    Sec. 4.4, after Uesato et al. 2018; the PC paper, "Performance on black-box
+    attacks", uses the same lr and delta), ``steps=10`` (the SPSA_10 of the MMC
+    paper's Table 2); ``eps`` has no default (the MMC paper: 8/255 and 16/255 on
+    CIFAR-10, Table 2; the PC paper: 0.3 on MNIST, Table 3).
+    ``samples=4096`` / ``8192`` reproduce the MMC paper's Table 3.
     """
 
     name = "spsa"

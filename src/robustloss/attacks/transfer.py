@@ -1,10 +1,11 @@
 """Black-box transfer attacks: craft on a substitute model, evaluate on the target.
 
-Seed 000 Sec. 4.4 / Fig. 4 (PGD and MIM, untargeted, from each substitute
-against each target) and seed 004 (a 3-layer CNN substitute for LeNet-5, PGD
-and MIM).  A defence that is only robust because its gradients are masked falls
-to transfer attacks, so a transfer attack *weaker* than the white-box one is one
-of the gradient-masking checks of seed 004 ("Identifying gradient masking").
+The MMC paper, Sec. 4.4 / Fig. 4 (PGD and MIM, untargeted, from each substitute
+against each target), and the PC paper, "Performance on black-box attacks" (a
+3-layer CNN substitute for LeNet-5, PGD and MIM).  A defence that is only robust
+because its gradients are masked falls to transfer attacks, so a transfer attack
+*weaker* than the white-box one is one of the gradient-masking checks of the PC
+paper ("Identifying Gradient Masking").
 """
 
 from __future__ import annotations
@@ -50,7 +51,7 @@ class TransferAttack(Attack):
     """Transfer attack: ``x_adv = A_substitute(x, y)``, to be evaluated on the target ``model``.
 
     ``A`` is a gradient attack (``attack="pgd"`` default, ``"mim"`` - the
-    transfer attack of seed 000 Sec. 2.2 - or ``"fgsm"``, ``"bim"``, ``"apgd"``)
+    transfer attack of the MMC paper, Sec. 2.2 - or ``"fgsm"``, ``"bim"``, ``"apgd"``)
     built on ``substitute_model`` with the substitute's *own* adaptive loss
     (unless ``loss`` is given) and its update rule; the target model is never
     differentiated (it is only checked to return logits).  ``substitute_model``
@@ -60,9 +61,11 @@ class TransferAttack(Attack):
     :func:`build_crafting_attack`.  Other keyword arguments (``decay``,
     ``random_start``, ...) go to the crafting attack.
 
-    Defaults: ``eps=0.3``, ``steps=40`` (seed 004: 40 iterations for PGD and MIM
-    on MNIST); ``step_size=None`` means ``eps / steps`` (seed 004 uses 0.01).
-    Seed 000 Sec. 4.4 uses untargeted mode only (targeted examples transfer
+    Defaults: ``eps`` is required (0.3 on MNIST in the PC paper's Table 3);
+    ``steps=40`` (the PC paper's PGD and MIM iterations, "Performance on
+    white-box attacks"; its black-box paragraph does not restate them);
+    ``step_size=None`` means ``eps / steps`` (the PC paper uses 0.01).
+    The MMC paper (Sec. 4.4) uses untargeted mode only (targeted examples transfer
     poorly); ``targeted=True`` is supported.
     """
 

@@ -1,28 +1,31 @@
 """Gradient-masking diagnostics: cheap sanity checks that a robustness number is not an artefact.
 
 A model can look robust only because its gradients are useless to the attacker
-("obfuscated gradients", Athalye, Carlini & Wagner 2018).  Seed 004
+("obfuscated gradients", Athalye, Carlini & Wagner 2018).  The PC paper
 ("Identifying Gradient Masking", after Athalye et al. 2018 and Carlini et al.
 2019) names three signs that this is *not* happening, checked here together
 with two further sanity checks of the kind run by AutoAttack (Croce & Hein
 2020) before an evaluation:
 
 ``iterative-beats-one-step``
-    seed 004 (1): an iterative attack is at least as strong as a one-step one.
-    PGD (``steps`` steps, random start) accuracy must not exceed FGSM accuracy
-    at the same ``eps`` with the same loss (by more than ``tolerance``).
+    criterion (1) of the PC paper: an iterative attack is at least as strong
+    as a one-step one.  PGD (``steps`` steps, random start) accuracy must not
+    exceed FGSM accuracy at the same ``eps`` with the same loss (by more than
+    ``tolerance``).
 ``white-box-beats-black-box``
-    seed 004 (2): a gradient-free attack must not beat the white-box one.  PGD
-    accuracy must not exceed the accuracy under SPSA (Uesato et al. 2018; only
-    model evaluations) on the same points (by more than ``tolerance``).  The
-    SPSA budget is small (``spsa_n`` points, ``spsa_steps`` steps of
-    ``spsa_samples`` evaluations): it detects masking, it is no strong attack.
+    criterion (2) of the PC paper: a gradient-free attack must not beat the
+    white-box one.  PGD accuracy must not exceed the accuracy under SPSA
+    (Uesato et al. 2018; only model evaluations) on the same points (by more
+    than ``tolerance``).  The SPSA budget is small (``spsa_n`` points,
+    ``spsa_steps`` steps of ``spsa_samples`` evaluations): it detects masking,
+    it is no strong attack.
 ``accuracy-falls-with-eps``
-    seed 004 (3): a larger budget gives a stronger attack, and an unbounded one
-    fools every point.  PGD accuracy at ``eps``, ``2 eps`` (when below the
-    bound) and ``large_eps`` (default: the width of the input bounds, where any
-    input can be reached) must not increase (by more than ``tolerance``), and
-    at ``large_eps`` it must be at most ``large_eps_max_accuracy``.
+    criterion (3) of the PC paper: a larger budget gives a stronger attack;
+    and an unbounded one fools every point (Carlini et al. 2019).  PGD accuracy
+    at ``eps``, ``2 eps`` (when below the bound) and ``large_eps`` (default: the
+    width of the input bounds, where any input can be reached) must not
+    increase (by more than ``tolerance``), and at ``large_eps`` it must be at
+    most ``large_eps_max_accuracy``.
 ``finite-nonzero-gradients``
     the fraction of points whose input gradient of the attack loss is all zero
     or not finite, at the clean points and at a random point of the
@@ -36,16 +39,17 @@ with two further sanity checks of the kind run by AutoAttack (Croce & Hein
     its robustness.
 
 Every attack uses the same ``loss`` - by default the objective's adaptive loss
-(seed 000 App. B.4), the default of the attacks.  Accuracies are over all
+(the MMC paper, App. B.4), the default of the attacks.  Accuracies are over all
 points used (a misclassified clean point counts as not robust), in eval mode.
 
 Defaults are cheap (a few seconds for LeNet-5 on a CPU): the first ``n=200``
 points, PGD with ``steps=20`` and step size ``2.5 eps / steps`` (Madry et al.
 2018), SPSA on the first ``spsa_n=50`` of them with ``spsa_steps=20``,
-``spsa_samples=128`` evaluations per step (seed 000 Sec. 4.4), ``delta=0.01``
-and learning rate ``spsa_lr = 2 eps / spsa_steps`` (seed 000 uses 0.01 with 10
-steps at eps <= 16/255; at the MNIST eps=0.3 that could not leave a 0.1-ball,
-so the rate is scaled to the budget), ``tolerance=0.03`` (absolute accuracy),
+``spsa_samples=128`` evaluations per step (the MMC paper, Sec. 4.4),
+``delta=0.01`` and learning rate ``spsa_lr = 2 eps / spsa_steps`` (the MMC
+paper uses 0.01 with 10 steps at eps <= 16/255; at the MNIST eps=0.3 that
+could not leave a 0.1-ball, so the rate is scaled to the budget),
+``tolerance=0.03`` (absolute accuracy),
 ``max_masked_fraction=0.05`` and ``large_eps_max_accuracy=0.05``.
 
 A failed check means "look closer", not "the model is broken": a check can

@@ -27,7 +27,7 @@ def results_table(results: dict[str, dict[str, Any]], paper: dict[str, dict[str,
     """One row per model (key), columns: clean, every attack label, worst case (accuracies in %).
 
     A minimum-norm attack (C&W, DeepFool) also shows the mean distortion of its
-    successful examples, e.g. ``0.0 (d=1.27)`` (seed 000 Table 2 reports these means).
+    successful examples, e.g. ``0.0 (d=1.27)`` (the MMC paper's Tables 2 and 4 report these means).
 
     ``paper`` maps a model key to the published figures (column label -> text); such
     a model gets a second row ``KEY (paper)`` right below ours, never instead of it.

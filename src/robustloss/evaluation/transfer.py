@@ -16,7 +16,7 @@ from robustloss.evaluation.suite import AttackSpec, parse_spec
 def transfer_matrix(substitutes: Mapping[str, nn.Module], targets: Mapping[str, nn.Module], x: Tensor, y: Tensor,
                     attack: AttackSpec | str, *, batch_size: int = 500,
                     final_iterate: bool = True) -> dict[tuple[str, str], float]:
-    """Accuracy of every target on the examples crafted on every substitute (seed 000 Fig. 4).
+    """Accuracy of every target on the examples crafted on every substitute (the MMC paper, Fig. 4).
 
     Adversarial examples are crafted once per substitute (with its own adaptive
     loss, in batches of ``batch_size``) and evaluated on every target; the value

@@ -1,4 +1,4 @@
-"""LeNet-5 as used in the PC paper (Experiments, l.177): conv 6@5x5 pad 2, pool, conv 16@5x5, pool, 120, 84."""
+"""LeNet-5 (LeCun et al. 1998), the PC paper's MNIST backbone: conv 6@5x5 pad 2, pool, conv 16@5x5, pool, 120, 84."""
 
 from __future__ import annotations
 
@@ -24,8 +24,7 @@ class LeNet5(nn.Module):
       a negative inner product - so with a ReLU at most one center would be
       reachable by ``z``.  Off keeps the centers' geometry and earlier runs unchanged.
     * **on** for PC-paper recipes: the PC paper names LeNet-5 (LeCun et al. 1998)
-      without layer details (Experiments, "Datasets and models", l.177; also
-      ``seed-experiments.md``, "PC - Common setup", Models); its authors' released
+      without layer details (Experiments, "Datasets and models"); its authors' released
       code (the repository linked in the paper's abstract, l.12,
       ``PC_Loss_Code/models/lenet5.py``) applies a ReLU to the 84-d layer before
       the 10-way output layer, i.e. to our ``z``.

@@ -1,7 +1,7 @@
 """Pre-activation ResNet (ResNet-v2, He et al. 2016) for 32x32 inputs.
 
-Depth ``6n + 2``: n = 5 is the "ResNet-32" of seed 000 (Sec. 4.1), n = 18
-"ResNet-110".  As in the authors' code, global average pooling is followed by a
+Depth ``6n + 2``: n = 5 is the "ResNet-32" of the MMC paper (Sec. 4.1), n = 18
+"ResNet-110" (its Table 5).  As in the authors' code, global average pooling is followed by a
 dense feature layer (256-d by default) whose output is ``z``.
 """
 

@@ -1,4 +1,4 @@
-"""ArcFace additive angular margin loss (Deng et al. 2019), compared in seed 003."""
+"""ArcFace additive angular margin loss (Deng et al. 2019), compared in the I-SCE paper (Sec. 3.4, 4)."""
 
 from __future__ import annotations
 
@@ -34,8 +34,8 @@ class ArcFace(Objective):
     * ``"easy"``: the "easy margin" switch of the released code, margin only where
       ``cos theta_y > 0``.
 
-    Defaults ``s = 64``, ``m = 0.5``: Deng et al. 2019's standard setting (seed 003
-    does not state the values it used).  Measured here: with these defaults and
+    Defaults ``s = 64``, ``m = 0.5``: Deng et al. 2019's standard setting (the I-SCE
+    paper does not state the values it used).  Measured here: with these defaults and
     ``margin_fallback="none"``, LeNet-5 on MNIST with SGD (lr 0.01) collapses to a
     degenerate minimum - features opposite every class weight (``theta_j = pi``),
     where ``cos(pi + m) > cos(pi)`` makes the training loss ~0.004 while test

@@ -5,16 +5,16 @@ trainable means ...) and turns the backbone's feature vector ``z`` into
 
 * :meth:`Objective.loss` - the scalar training loss (batch mean);
 * :meth:`Objective.logits` - prediction logits, ``argmax`` = predicted class;
-* :meth:`Objective.attack_loss` - its *adaptive* attack losses (seed 000, App. B.4).
+* :meth:`Objective.attack_loss` - its *adaptive* attack losses (the MMC paper, App. B.4).
 
 Sign convention for attack losses
 ---------------------------------
-Seed 000 App. B.4 writes the adaptive objectives ``L_Ada`` as quantities the
+The MMC paper (App. B.4) writes the adaptive objectives ``L_Ada`` as quantities the
 attacker *minimises*.  In this package every attack *maximises*
 ``attack_loss``; so ``attack_loss = -L_Ada``:
 
 ==============  =========================  =====================================
-form, mode      seed 000 (B.4)             ``attack_loss`` (to maximise)
+form, mode      MMC paper (B.4)            ``attack_loss`` (to maximise)
 ==============  =========================  =====================================
 "ce", untarget  ``L_Ada^{un,1}``           ``-L_Ada^{un,1}``  (CE for SCE, L_MMC(z, y) for MMC)
 "ce", target    ``L_Ada^{tar,1}``          ``-L_Ada^{tar,1}`` (-CE(., y_t), -L_MMC(z, y_t))
@@ -27,7 +27,7 @@ so the untargeted margin is exactly ``L_MMC(z,y) - L_MMC(z, y~) = -L_Ada^{un,2}`
 The targeted margin is the C&W form (Carlini & Wagner 2017), which is positive
 iff the target is predicted; it equals the paper's ``L_MMC(z,y) - L_MMC(z,y_t)``
 whenever the true class is the runner-up.  "ce" (form 1) is what PGD, MIM and
-SPSA use; "margin" (form 2) is what C&W uses (seed 000, App. B.4).
+SPSA use; "margin" (form 2) is what C&W uses (the MMC paper, App. B.4).
 """
 
 from __future__ import annotations
@@ -77,7 +77,7 @@ class Objective(nn.Module):
     Subclasses implement :meth:`logits` and :meth:`loss`.  The default attack
     losses are the softmax-based ones (CE and logit margin on :meth:`logits`);
     center-based objectives override :meth:`attack_loss` with the feature-space
-    losses of seed 000 App. B.4.
+    losses of the MMC paper, App. B.4.
     """
 
     #: registry name, e.g. ``"mmc"``

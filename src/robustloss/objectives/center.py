@@ -1,4 +1,4 @@
-"""Center loss (Wen et al. 2016), discussed in seed 000 Remark 2 and compared in Table 1."""
+"""Center loss (Wen et al. 2016), discussed in the MMC paper's Remark 2 and compared in its Table 1."""
 
 from __future__ import annotations
 
@@ -11,9 +11,9 @@ from robustloss.objectives.sce import SCE
 
 
 class CenterLoss(SCE):
-    """SCE jointly with the center loss: ``L_SCE + lam * L_Center`` (seed 000, Remark 2).
+    """SCE jointly with the center loss: ``L_SCE + lam * L_Center`` (the MMC paper, Remark 2).
 
-    ``L_Center(z, y) = 1/2 ||z - c_y||^2`` (Wen et al. 2016; seed 000 Remark 2),
+    ``L_Center(z, y) = 1/2 ||z - c_y||^2`` (Wen et al. 2016; the MMC paper, Remark 2),
     both terms averaged over the mini-batch (Wen et al. write both as sums over the
     batch, so their ratio, and hence ``lam``, is the same).
 
@@ -28,10 +28,10 @@ class CenterLoss(SCE):
     from the batch keep their center).  Centers start at zero (our choice).
 
     Defaults ``lam = 0.003`` and ``alpha = 0.5``: the values Wen et al. 2016 use in
-    their face-recognition experiments; seed 000 Sec. 4.1 says it follows
+    their face-recognition experiments; the MMC paper (Sec. 4.1) says it follows
     the original paper's settings.  The prediction head is the linear SCE head, so
     the adaptive attack losses are the softmax ones: CE and the logit margin on
-    ``W z + b`` (seed 000 attacks the center-loss model like SCE).
+    ``W z + b`` (the MMC paper makes its attacks adaptive only for MMC, Table 1).
     """
 
     name = "center"

@@ -1,4 +1,4 @@
-"""Elastic Max-Mahalanobis center (EMC) loss, seed 000 App. B.3, Eq. (21)."""
+"""Elastic Max-Mahalanobis center (EMC) loss, the MMC paper, App. B.3, Eq. (21)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from robustloss.objectives.mmc import MMC
 
 
 class EMC(MMC):
-    """EMC loss (seed 000, App. B.3, Eq. 21)::
+    """EMC loss (the MMC paper, App. B.3, Eq. 21)::
 
         L_EMC(Z(x), y) = 1/2 ||z - mu_y||^2 + 1/(2 alpha) ||mu_y - mu*_y||^2
 
@@ -22,10 +22,10 @@ class EMC(MMC):
     ``mu`` to ``mu*`` and EMC becomes MMC.  ``half=False`` drops the 1/2 from both
     terms (as :class:`MMC`'s switch).
 
-    Defaults: ``c_mm = 10`` (MMC-10, seed 000 Sec. 4.1); ``alpha = 1`` is our
+    Defaults: ``c_mm = 10`` (MMC-10, the MMC paper, Sec. 4.1); ``alpha = 1`` is our
     choice (the paper leaves EMC's experiments to future work).
 
-    Prediction logits and adaptive attack losses are MMC's (seed 000 App. B.4), on
+    Prediction logits and adaptive attack losses are MMC's (the MMC paper, App. B.4), on
     the *current* means: ``a_l = -1/2 ||z - mu_l||^2``; form "ce" is
     ``1/2 ||z - mu_y||^2`` (untargeted) / ``-1/2 ||z - mu_t||^2`` (targeted).  The
     prior term does not depend on ``z`` and is left out of the attack losses.

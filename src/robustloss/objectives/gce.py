@@ -1,4 +1,4 @@
-"""Guided complement entropy (GCE), Chen et al. 2019 (ICCV); the baseline of seed 004 Table 2."""
+"""Guided complement entropy (GCE), Chen et al. 2019 (ICCV); a baseline of the PC paper (Tables 2, 4 and 5)."""
 
 from __future__ import annotations
 
@@ -30,7 +30,7 @@ class GCE(SCE):
     ``log(K - 1)``); ``normalize=False`` is the plain sum.
 
     Default ``alpha = 0.2``: the value the issue attributes to Chen et al. 2019
-    (not verifiable from the seeds; note that the authors' released MNIST script
+    (not verifiable from the papers we follow; note that the authors' released MNIST script
     ``main.py`` defaults to ``alpha = 0.333``).  Prediction logits are ``a = W z + b``; the adaptive attack losses
     are CE and the logit margin on ``a``.
     """

@@ -1,4 +1,4 @@
-"""MMC on hierarchical Max-Mahalanobis centers (HMMC), seed 000 App. B.3 and seed 001."""
+"""MMC on hierarchical Max-Mahalanobis centers (HMMC): the MMC paper, App. B.3; the reproducibility report, Sec. 4.7."""
 
 from __future__ import annotations
 
@@ -74,7 +74,7 @@ def parse_tree(tree: str | Sequence[int], num_classes: int) -> list[int]:
 
 
 class HMMC(MMC):
-    """MMC loss (seed 000, Eq. 8) on hierarchical MM centers (seed 000, App. B.3).
+    """MMC loss (the MMC paper, Eq. 8) on hierarchical MM centers (its App. B.3).
 
     ``L = 1/2 ||z - mu^H_y||^2`` with ``mu^H_l = mu^(1,S)_{s(l)} + mu^(2,K)_j``:
     superclass centers of norm ``c1`` plus local MM centers of norm ``c2`` for the
@@ -87,10 +87,10 @@ class HMMC(MMC):
     tree: a missing tree, one of the wrong length or with superclass gaps is a
     :class:`UserError`.
 
-    Defaults ``c1 = 10``, ``c2 = 1``: the values of the reproduction's HMMC center
-    file (seed 001's reproduction; its report finds ``c1`` in [5, 20] and ``c2`` in
-    [0.1, 2] best), consistent with MMC-10.  Prediction logits and adaptive attack
-    losses are :class:`MMC`'s (seed 000 App. B.4) on these centers.
+    Defaults ``c1 = 10``, ``c2 = 1``: the values of the HMMC center file of the
+    reproducibility report's code (the report, Sec. 4.7, finds ``c1`` in [5, 20]
+    and ``c2`` in [0.1, 2] best), consistent with MMC-10.  Prediction logits and
+    adaptive attack losses are :class:`MMC`'s (the MMC paper, App. B.4) on these centers.
     """
 
     name = "hmmc"

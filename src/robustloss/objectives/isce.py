@@ -1,4 +1,4 @@
-"""Inference-softmax cross-entropy (I-SCE), seed 003 Sec. 3.2."""
+"""Inference-softmax cross-entropy (I-SCE), the I-SCE paper, Sec. 3.2."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ NORMALIZE: tuple[str, ...] = ("logits", "features")
 
 
 class ISCE(Objective):
-    """I-SCE loss (seed 003, Sec. 3.2, Eq. 2 "inference softmax")::
+    """I-SCE loss (the I-SCE paper, Sec. 3.2, Eq. 2 "inference softmax")::
 
         f      = normalize(W z + b)                       (L2-normalised logits, Sec. 3.2)
         P^I(y) = exp(s f_y + m) / (exp(s f_y + m) + sum_{j != y} exp(f_j))
@@ -23,7 +23,7 @@ class ISCE(Objective):
 
     Inference (Sec. 3.2): the same transform is applied to the *arg-max* class
     ``i = argmax_j f_j`` instead of the true class.  The prediction is unchanged
-    whenever ``(s - 1) f_i + m > 0`` (seed 003, App. A.2), which always holds for
+    whenever ``(s - 1) f_i + m > 0`` (the I-SCE paper, App. A.2), which always holds for
     ``s = 1``, ``m > 0``; for ``s > 1`` it can fail only when the top normalised
     logit is below ``-m / (s - 1)``.
 
@@ -32,7 +32,7 @@ class ISCE(Objective):
     unnormalised linear head, the reading of Sec. 3.4 ("only normalizes the features
     but not the weights").
 
-    Defaults ``s = 1``, ``m = 0.1``: seed 003 Sec. 4.1 ("we set s = 1 and m = 0.1").
+    Defaults ``s = 1``, ``m = 0.1``: the I-SCE paper, Sec. 4.1 ("we set s = 1 and m = 0.1").
 
     Adaptive attack losses: CE and logit margin on the *prediction-time* logits
     :meth:`logits` (the inference softmax with the arg-max class boosted).

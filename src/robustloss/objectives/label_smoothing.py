@@ -1,4 +1,4 @@
-"""Cross-entropy with label smoothing (Szegedy et al. 2016), compared in seed 003."""
+"""Cross-entropy with label smoothing (Szegedy et al. 2016), compared in the I-SCE paper (Sec. 4)."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ class LabelSmoothing(SCE):
             = (1 - eps) CE(a, y) + eps * mean_k(-log p_k)
 
     (the uniform distribution ``u(k) = 1/K`` over all ``K`` classes, as in Szegedy
-    et al.; seed 003 Sec. 3.1 describes it as regressing the soft label).
+    et al.; the I-SCE paper, Sec. 3.1, describes it as regressing the soft label).
 
     Default ``eps = 0.1``: Szegedy et al. 2016's value (ImageNet, Sec. 7).
     Prediction logits ``a = W z + b``; adaptive attack losses: CE (on the one-hot

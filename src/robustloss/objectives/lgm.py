@@ -1,4 +1,4 @@
-"""Large-margin Gaussian mixture (L-GM) loss (Wan et al. 2018), compared in seeds 000 and 003."""
+"""Large-margin Gaussian mixture (L-GM) loss (Wan et al. 2018), compared in the MMC paper and the I-SCE paper."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ COVARIANCES: tuple[str, ...] = ("identity", "diagonal")
 
 
 class LGM(Objective):
-    """L-GM loss (Wan et al. 2018, CVPR; a member of the g-SCE family of seed 000 Eq. 4).
+    """L-GM loss (Wan et al. 2018, CVPR; a member of the g-SCE family of the MMC paper's Eq. 4).
 
     Features are modelled as a Gaussian mixture with trainable means ``mu_k`` and
     covariances ``Lambda_k`` (identity, or diagonal ``exp(log_var_k)``), equal priors::

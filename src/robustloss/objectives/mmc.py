@@ -1,4 +1,4 @@
-"""Max-Mahalanobis center (MMC) loss, seed 000 Sec. 3.3, Eq. (8)."""
+"""Max-Mahalanobis center (MMC) loss, the MMC paper, Sec. 3.3, Eq. (8)."""
 
 from __future__ import annotations
 
@@ -16,11 +16,11 @@ def squared_distances(z: Tensor, centers: Tensor) -> Tensor:
 
 
 class MMC(Objective):
-    """MMC loss (seed 000, Eq. 8): ``L_MMC(Z(x), y) = 1/2 ||z - mu*_y||^2``.
+    """MMC loss (the MMC paper, Eq. 8): ``L_MMC(Z(x), y) = 1/2 ||z - mu*_y||^2``.
 
     ``mu*`` are the Max-Mahalanobis centers of norm ``c_mm`` (Algorithm 1,
     :func:`robustloss.mm_centers`); they are a buffer and never trained.
-    Default ``c_mm = 10`` ("MMC-10", seed 000 Sec. 4.1).
+    Default ``c_mm = 10`` ("MMC-10", the MMC paper, Sec. 4.1).
 
     ``half=True`` (default) keeps the paper's 1/2.  ``half=False`` is the
     authors' TF code, which minimises ``||z - mu*_y||^2`` without it (twice the
@@ -28,7 +28,7 @@ class MMC(Objective):
 
     Prediction logits: ``a_l = -s ||z - mu*_l||^2`` with ``s = 1/2`` (or 1 without
     the half), i.e. ``a_l = -L_MMC(z, l)``.  Adaptive attack losses (to maximise,
-    seed 000 App. B.4): form "ce": ``L_MMC(z, y)`` untargeted, ``-L_MMC(z, y_t)``
+    the MMC paper, App. B.4): form "ce": ``L_MMC(z, y)`` untargeted, ``-L_MMC(z, y_t)``
     targeted; form "margin": C&W margin on ``a``.
     """
 

@@ -1,4 +1,4 @@
-"""MMC with random centers, "MMC-10(rand)" (seed 000, Sec. 4; seed 001 notes it was never released)."""
+"""MMC with random centers, "MMC-10(rand)": from the reproducibility report (Sec. 3), not the MMC paper."""
 
 from __future__ import annotations
 
@@ -8,14 +8,15 @@ from robustloss.objectives.mmc import MMC
 
 
 class MMCRand(MMC):
-    """MMC loss (seed 000, Eq. 8) on *random* centers instead of MM centers.
+    """MMC loss (the MMC paper, Eq. 8) on *random* centers instead of MM centers.
 
     ``L = 1/2 ||z - mu_y||^2`` with ``mu_l`` independent random directions of norm
     ``c_mm`` (a seeded Gaussian draw, normalised; :func:`robustloss.centers.random_centers`),
     fixed during training.  This is the "MMC-10(rand)" ablation that isolates the
-    effect of the Max-Mahalanobis placement; the authors' code has a flag for it but
-    no implementation (seed 001).  Defaults ``c_mm = 10`` (as MMC-10) and
-    ``seed = 0`` (our choice).  Everything else, including the adaptive attack
+    effect of the Max-Mahalanobis placement.  It comes from the reproducibility
+    report (Sec. 3), which found a flag for it in the MMC authors' code but no
+    implementation; the MMC paper itself does not mention it.  Defaults
+    ``c_mm = 10`` (as MMC-10) and ``seed = 0`` (our choice).  Everything else, including the adaptive attack
     losses and the ``half`` switch, is :class:`MMC`'s.
     """
 

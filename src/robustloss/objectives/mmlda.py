@@ -1,4 +1,4 @@
-"""Max-Mahalanobis linear discriminant analysis (MMLDA), seed 000 Eq. (10)."""
+"""Max-Mahalanobis linear discriminant analysis (MMLDA), the MMC paper's Eq. (10)."""
 
 from __future__ import annotations
 
@@ -11,13 +11,13 @@ from robustloss.objectives.base import Objective
 
 
 class MMLDA(Objective):
-    """MMLDA loss (Pang et al. 2018; seed 000, Eq. 10).
+    """MMLDA loss (Pang et al. 2018; the MMC paper, Eq. 10).
 
     ``L = -log[exp(-||z - mu*_y||^2 / 2) / sum_l exp(-||z - mu*_l||^2 / 2)]``
     ``  = -log[exp(z^T mu*_y) / sum_l exp(z^T mu*_l)]`` (all ``||mu*_l|| = C_MM``).
     Logits ``z^T mu*_l`` (softmax-equivalent to the quadratic form).  A softmax
     objective, so its adaptive attack losses are CE and the logit margin.
-    Default ``c_mm = 10`` as for MMC (seed 000 Sec. 4.1 uses the settings of
+    Default ``c_mm = 10`` as for MMC (the MMC paper, Sec. 4.1, uses the settings of
     Pang et al. 2018, whose cross-validated value is 10 for these datasets).
     """
 

@@ -1,4 +1,4 @@
-"""Softmax cross-entropy (SCE), the baseline of seed 000 (Eq. 1)."""
+"""Softmax cross-entropy (SCE), the baseline of the MMC paper (Eq. 1)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from robustloss.objectives.base import Objective
 
 
 class SCE(Objective):
-    """Softmax cross-entropy on a linear head (seed 000, Eq. 1).
+    """Softmax cross-entropy on a linear head (the MMC paper, Eq. 1).
 
     ``L_SCE(Z(x), y) = -log[exp(W_y^T z + b_y) / sum_l exp(W_l^T z + b_l)]``.
     Adaptive attack losses: CE (form "ce") and the logit margin (form "margin").

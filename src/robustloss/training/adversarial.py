@@ -1,10 +1,12 @@
 """Adversarial training (AT) for any objective.
 
-PGD-k AT (Madry et al. 2018; seed 000 Sec. 4.1: 10 steps, eps = 8/255, step
-2/255, targeted with random targets "AT^tar" or untargeted "AT^un"), where the
+PGD-k AT (Madry et al. 2018; the MMC paper, Sec. 4.1: 10 steps, eps = 8/255,
+targeted "AT^tar" - here with random targets - or untargeted "AT^un"; the paper
+gives no AT step size, 2/255 is that of its evaluation PGD, Sec. 4.3), where the
 attack maximises the objective's *own* adaptive loss (so MMC is trained against
-``L_MMC``-based PGD, not CE).  FGSM AT (seed 004) draws, for every batch, the
-FGSM radius uniformly from ``[eps_min, eps]``.
+``L_MMC``-based PGD, not CE).  FGSM AT (the PC paper, "Combining with adversarial
+training": FGSM with perturbations in [0.1, 0.3] on MNIST) draws, for every
+batch, the FGSM radius uniformly from ``[eps_min, eps]`` (uniform: our reading).
 
 ``mix="adv"`` trains on adversarial examples only; ``mix="half"`` on the clean
 batch and its adversarial copy together (1:1).  The training attack draws its

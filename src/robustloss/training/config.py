@@ -17,7 +17,8 @@ AT_MIXES = ("adv", "half")
 class AdversarialConfig:
     """Adversarial training (AT) settings; see :mod:`robustloss.training.adversarial`.
 
-    Defaults: PGD-10, eps 8/255, step 2/255, targeted (seed 000 Sec. 4.1, "AT_10^tar").
+    Defaults: PGD-10, eps 8/255, targeted (the MMC paper, Sec. 4.1, "AT_10^tar"); step
+    2/255 (not stated for AT; the step of the paper's evaluation PGD, Sec. 4.3).
     """
 
     method: str = "pgd"          # "pgd" or "fgsm"
@@ -26,7 +27,7 @@ class AdversarialConfig:
     step_size: float = 2 / 255
     targeted: bool = True
     random_start: bool = True
-    eps_min: float = 0.0         # FGSM-AT draws eps uniformly from [eps_min, eps] (seed 004)
+    eps_min: float = 0.0         # FGSM-AT draws eps uniformly from [eps_min, eps] (PC paper)
     mix: str = "adv"             # "adv": adversarial only; "half": 1:1 clean + adversarial
     loss: str = "adaptive"       # attack loss used to craft training examples
 
@@ -65,9 +66,9 @@ class TrainConfig:
     epochs: int = 10
     batch_size: int = 128
     optimizer: str = "sgd"
-    lr: float = 0.01             # seed 000 Sec. 4.1
-    momentum: float = 0.9        # seed 000 Sec. 4.1 ("momentum SGD")
-    weight_decay: float = 1e-4   # our default (not stated in seed 000)
+    lr: float = 0.01             # the MMC paper, Sec. 4.1
+    momentum: float = 0.9        # MMC paper Sec. 4.1 "momentum SGD"; 0.9: reproducibility report, Sec. 3
+    weight_decay: float = 1e-4   # our default (not stated in the MMC paper)
     # epochs after which lr *= lr_gamma: positive and strictly increasing, e.g. [100, 150] for CIFAR
     # (the MMC paper); a milestone beyond ``epochs`` is never reached
     lr_milestones: list[int] = field(default_factory=list)

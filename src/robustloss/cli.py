@@ -67,7 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
     from robustloss import datasets
     from robustloss.models import MODELS
     from robustloss.objectives import OBJECTIVES
-    from robustloss.reproduce import RECIPES
+    from robustloss.reproduce import ALIASES, RECIPES, SCALES
     from robustloss.training.config import AdversarialConfig, TrainConfig
 
     d, a = TrainConfig(), AdversarialConfig()
@@ -135,10 +135,16 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--data-dir", type=_path, default=None)
     _add_device(e)
 
-    r = sub.add_parser("reproduce", help="reproduce a paper table end to end", formatter_class=_formatter,
-                       description="Recipes: " + "; ".join(f"{k}: {v.description}" for k, v in RECIPES.items()))
-    r.add_argument("name", metavar="NAME", help=f"one of: {', '.join(RECIPES)}")
-    r.add_argument("--out", type=_path, default=None, help="output folder (default: results/NAME)")
+    r = sub.add_parser("reproduce", help="reproduce a paper experiment end to end", formatter_class=_formatter,
+                       description="Writes report.md, results.json and PNG figures into --out; 'all' runs every "
+                       "recipe and writes OUT/index.md. See 'robustloss list recipes' for what each scale runs.")
+    r.add_argument("name", metavar="NAME", help=f"'all' or one of: {', '.join([*RECIPES, *ALIASES])}")
+    r.add_argument("--scale", choices=SCALES, default=None,
+                   help="smoke (tiny, seconds), cpu (MNIST analogue, <= ~2 h on 2 cores) or paper (the paper's "
+                   "setting, a GPU job); default: the recipe's (cpu for most)")
+    r.add_argument("--out", type=_path, default=None, help="output folder (default: results/NAME; for 'all': results)")
+    r.add_argument("--runs", type=_path, default=None,
+                   help="shared cache of training runs (default: runs/ next to the output folder)")
     r.add_argument("--epochs", type=_int_at_least(1), default=None, help="override the recipe's epochs")
     r.add_argument("--n", type=_int_at_least(1), default=None, help="override the number of test points")
     r.add_argument("--data-dir", type=_path, default=None, help="folder with the dataset files (CIFAR recipes)")
@@ -212,10 +218,21 @@ def _evaluate(args: argparse.Namespace) -> int:
 
 
 def _reproduce(args: argparse.Namespace) -> int:
-    from robustloss.reproduce import reproduce
+    from robustloss.reproduce import reproduce, reproduce_all
 
-    print(reproduce(args.name, args.out, device=args.device, epochs=args.epochs, n_eval=args.n,
-                    data_dir=args.data_dir, force=args.force, progress=not args.no_progress), end="")
+    options = dict(device=args.device, epochs=args.epochs, n_eval=args.n, data_dir=args.data_dir, force=args.force,
+                   progress=not args.no_progress)
+    if args.name == "all":
+        if args.runs is not None:
+            raise UserError("'reproduce all' keeps its run cache in OUT/runs; --runs applies to one recipe")
+        index, ok = reproduce_all(args.scale or "cpu", args.out or "results", **options)
+        print(index, end="")
+        return 0 if ok else 1
+    results = reproduce(args.name, args.out, scale=args.scale, runs=args.runs, **options)
+    out = args.out or f"results/{results['recipe']}"
+    verdicts = ", ".join(f"{v} {sum(c['verdict'] == v for c in results['claims'])}" for v in ("yes", "no"))
+    print(f"{results['recipe']} ({results['scale']} scale, {results['wall_time_s']:.0f} s): {out}/report.md "
+          f"({len(results['figures'])} figures; claims: {verdicts})")
     return 0
 
 
@@ -225,7 +242,7 @@ def _list(args: argparse.Namespace) -> int:
     from robustloss.models import MODELS
     from robustloss.objectives import OBJECTIVES
     from robustloss.registry import Registry
-    from robustloss.reproduce import RECIPES
+    from robustloss.reproduce import list_recipes
 
     if args.what in ("objectives", "models", "attacks"):
         registries: dict[str, Registry[Any]] = {"objectives": OBJECTIVES, "models": MODELS, "attacks": ATTACKS}
@@ -236,8 +253,7 @@ def _list(args: argparse.Namespace) -> int:
         for name, specs in SUITES.items():
             print(f"{name}: {', '.join(s.label for s in specs)}")
     else:
-        for name, recipe in RECIPES.items():
-            print(f"{name}: {recipe.description}")
+        print(list_recipes(), end="")
     return 0
 
 

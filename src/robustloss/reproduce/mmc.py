@@ -430,10 +430,13 @@ def _centers_run(ctx: Context) -> Outcome:
             for a in range(big_l):
                 ax.plot([0, xy[a, 0]], [0, xy[a, 1]], ls=":", color="black", lw=0.8)
             ax.set_aspect("equal")
+            ax.set_xlim(-1.2 * c_mm, 1.2 * c_mm)
+            ax.set_ylim(-1.2 * c_mm, 1.2 * c_mm)   # the segment (d = 1) is drawn on the x axis of a square panel
             ax.grid(alpha=0.3)
-        ax.set_title(f"L = {big_l} ({['segment', 'equilateral triangle', 'regular tetrahedron'][k]}), "
-                     f"C_MM = {c_mm:g}")
-    fig.suptitle("Max-Mahalanobis centers (Algorithm 1), as in the MMC paper's Figure 5")
+        ax.set_title(f"L = {big_l} ({['segment', 'equilateral triangle', 'regular tetrahedron'][k]})\n"
+                     f"C_MM = {c_mm:g}", fontsize=10)
+    fig.suptitle("Max-Mahalanobis centers (Algorithm 1), as in the MMC paper's Figure 5", y=0.99)
+    fig.tight_layout()
     ctx.figure(fig, "mm_centers")
     rows = [[name, str(c["d"]), f"{c['expected_inner_product']:.4g}",
              ", ".join(f"{v:.4g}" for v in sorted({round(x, 9) for r in c["inner_products"] for x in r})),

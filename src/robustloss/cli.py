@@ -63,6 +63,11 @@ def _add_device(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-progress", action="store_true", help="hide progress bars (they show only on a terminal)")
 
 
+def _add_backend(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--backend", default="auto", choices=["auto", "gloo", "nccl"],
+                   help="torch.distributed backend under torchrun: auto = nccl on CUDA, gloo on the CPU")
+
+
 def build_parser() -> argparse.ArgumentParser:
     from robustloss import datasets
     from robustloss.models import MODELS
@@ -112,7 +117,10 @@ def build_parser() -> argparse.ArgumentParser:
     existing = t.add_mutually_exclusive_group()
     existing.add_argument("--resume", action="store_true", help="continue the run in --out")
     existing.add_argument("--force", action="store_true", help="overwrite the run in --out")
+    t.add_argument("--sync-bn", action="store_true",
+                   help="under torchrun: BatchNorm statistics over the global batch (SyncBatchNorm, for ResNet)")
     _add_device(t)
+    _add_backend(t)
 
     e = sub.add_parser("evaluate", help="evaluate a run under a suite of attacks", formatter_class=_formatter,
                        description="Attack the model of RUN_DIR; results go to RUN_DIR/eval/NAME.{json,md}.")
@@ -134,6 +142,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="L-inf eps of the checks, implies --diagnose; None: the suite's largest eps")
     e.add_argument("--data-dir", type=_path, default=None)
     _add_device(e)
+    _add_backend(e)
 
     r = sub.add_parser("reproduce", help="reproduce a paper table end to end", formatter_class=_formatter,
                        description="Recipes: " + "; ".join(f"{k}: {v.description}" for k, v in RECIPES.items()))
@@ -175,8 +184,9 @@ def _train(args: argparse.Namespace) -> int:
 
         datasets.load(args.dataset, "train", args.data_dir, download=True)
     train_run(config, args.out, resume=args.resume, force=args.force, device=args.device,
-              progress=not args.no_progress)
-    print(f"trained {args.objective} on {args.dataset}: {args.out}")
+              progress=not args.no_progress, backend=args.backend, sync_bn=args.sync_bn)
+    if _is_main():
+        print(f"trained {args.objective} on {args.dataset}: {args.out}")
     return 0
 
 
@@ -199,7 +209,9 @@ def _evaluate(args: argparse.Namespace) -> int:
     summary = evaluate_run(args.run_dir, suite, name=name, n=args.n, split=args.split, batch_size=args.batch_size,
                            device=args.device, seed=args.seed, worst_case=args.worst_case, data_dir=args.data_dir,
                            progress=not args.no_progress, diagnose=args.diagnose or args.diagnose_eps is not None,
-                           diagnose_eps=args.diagnose_eps)
+                           diagnose_eps=args.diagnose_eps, backend=args.backend)
+    if not _is_main():
+        return 0
     print(results_table({args.run_dir: summary}), end="")
     if "diagnostics" in summary:
         from robustloss.evaluation.diagnostics import warning_lines
@@ -248,7 +260,23 @@ def _os_error(exc: OSError) -> str:
     return " ".join(f"{reason}: {' -> '.join(names)}".split()) if names else " ".join(reason.split())
 
 
+def _is_main() -> bool:
+    from robustloss.distributed import world
+
+    return world().is_main
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    """The ``robustloss`` command; under ``torchrun`` every rank runs it (rank 0 prints the results)."""
+    from robustloss.distributed import teardown
+
+    try:
+        return _main(argv)
+    finally:
+        teardown()
+
+
+def _main(argv: Sequence[str] | None = None) -> int:
     from robustloss.training.trainer import TrainingDiverged
 
     parser = build_parser()
@@ -264,13 +292,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return handlers[args.command](args)
     except UserError as exc:
-        print(f"robustloss: error: {exc}", file=sys.stderr)
+        from robustloss.distributed import RankError, world
+
+        if world().is_main or not isinstance(exc, RankError):   # errors every rank raises: printed once
+            print(f"robustloss: error: {exc}", file=sys.stderr)
         return 2
     except OSError as exc:  # disk full, read-only folder, a file where a folder should be, ...
         print(f"robustloss: error: {_os_error(exc)}", file=sys.stderr)
         return 2
     except TrainingDiverged as exc:
         print(f"robustloss: training diverged: {exc}", file=sys.stderr)
+        return 1
+    except RuntimeError as exc:
+        from robustloss.distributed import lost_peer_message
+
+        message = lost_peer_message(exc)
+        if message is None:
+            raise
+        print(f"robustloss: error: {message}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("robustloss: interrupted; rerun with --resume to continue", file=sys.stderr)

@@ -35,10 +35,11 @@ from typing import Any
 import torch
 from torch import nn
 
-from robustloss import datasets
+from robustloss import datasets, distributed
 from robustloss.attacks.transfer import MODEL_OPTIONS
 from robustloss.classifier import Classifier
 from robustloss.device import resolve_device
+from robustloss.distributed import World
 from robustloss.errors import UserError, check_int
 from robustloss.evaluation import diagnostics
 from robustloss.evaluation.engine import EvalResult, SpecResult, evaluate
@@ -121,25 +122,49 @@ def prepare_run_dir(run_dir: str | Path, config: TrainConfig, *, resume: bool, f
     return has_run
 
 
-def _check_threads(run_dir: Path, resuming: bool) -> None:
-    """Record the thread count (float results depend on it); warn when a resumed run uses another."""
+def _check_threads(run_dir: Path, resuming: bool, world: World | None = None, sync_bn: bool = False) -> None:
+    """Record thread count and world size (float results depend on them); warn when a resumed run changes them.
+
+    A changed world size is allowed: the batch size is global and every global
+    batch is the same, so the updates are the same up to float summation order
+    (as with another thread count) - except for BatchNorm without ``sync_bn``,
+    whose batch statistics are per rank, so they change with the per-rank batch.
+    """
     threads = torch.get_num_threads()
+    w = world if world is not None else World()
     path = run_dir / RUNTIME
     if resuming and path.is_file():
         try:
-            before = json.loads(path.read_text()).get("threads")
+            before_all = json.loads(path.read_text())
+            before, before_world = before_all.get("threads"), before_all.get("world_size", 1)
         except (OSError, UnicodeDecodeError, json.JSONDecodeError, AttributeError):
-            before = None
+            before, before_world = None, None
         if before is not None and before != threads:
             print(f"robustloss: warning: {run_dir} was trained with {before} threads and resumes with {threads}; "
                   "the weights will differ in the last digits from an uninterrupted run (pass --threads "
                   f"{before} to resume exactly)", file=sys.stderr)
-    atomic_write_json(path, {"threads": threads, "torch": torch.__version__})
+        if before_world is not None and before_world != w.size:
+            print(f"robustloss: warning: {run_dir} was trained by {before_world} process(es) and resumes with "
+                  f"{w.size}; the global batch is unchanged, so the weights differ only in the last digits "
+                  "(BatchNorm without --sync-bn: per-rank batch statistics change with the per-rank batch)",
+                  file=sys.stderr)
+    atomic_write_json(path, {"threads": threads, "torch": torch.__version__, "world_size": w.size,
+                             "backend": w.backend or None, "sync_bn": bool(sync_bn)})
 
 
 def train_run(config: TrainConfig, run_dir: str | Path, *, resume: bool = False, force: bool = False,
-              device: str = "auto", progress: bool = True) -> Classifier:
-    """Train ``config`` into ``run_dir`` (resuming when asked) and return the model in eval mode."""
+              device: str = "auto", progress: bool = True, backend: str = "auto",
+              sync_bn: bool = False) -> Classifier:
+    """Train ``config`` into ``run_dir`` (resuming when asked) and return the model in eval mode.
+
+    Under ``torchrun`` (``WORLD_SIZE > 1``) every process calls this; they train
+    one model with DDP (:mod:`robustloss.training.trainer`).  Rank 0 alone takes
+    the folder's lock, checks the folder, writes config, checkpoints, log and
+    ``runtime.json`` (which records the world size); its decision (start, resume,
+    or a refusal) is broadcast, so a refused start stops every rank with the same
+    error.  ``backend``: ``auto`` (``nccl`` on CUDA, ``gloo`` on the CPU), ``gloo``
+    or ``nccl``; ``sync_bn`` converts BatchNorm layers to ``SyncBatchNorm``.
+    """
     run_dir = Path(run_dir)
     if str(run_dir) in ("", "."):
         raise UserError("the run folder must be a non-empty path other than '.'")
@@ -147,19 +172,32 @@ def train_run(config: TrainConfig, run_dir: str | Path, *, resume: bool = False,
         raise UserError("--resume and --force contradict each other; pass one of them")
     if run_dir.exists() and not run_dir.is_dir():
         raise UserError(f"output path {run_dir} exists and is not a folder")
-    trainer = Trainer(config, run_dir, device=device, progress=progress)  # validates every hyperparameter
+    w, dev = distributed.setup(resolve_device(device), backend)
+    # validates every hyperparameter
+    trainer = Trainer(config, run_dir, device=str(dev), progress=progress, world=w, sync_bn=sync_bn)
     trainer.load_data()   # missing data files fail here, before anything is written
     created = not run_dir.exists()
-    run_dir.mkdir(parents=True, exist_ok=True)
     try:
-        with run_lock(run_dir):
-            do_resume = prepare_run_dir(run_dir, config, resume=resume, force=force)
-            _check_threads(run_dir, do_resume)
-            if do_resume:
+        with contextlib.ExitStack() as stack:
+            decision: bool | str = False
+            if w.is_main:
+                try:
+                    run_dir.mkdir(parents=True, exist_ok=True)
+                    stack.enter_context(run_lock(run_dir))
+                    decision = prepare_run_dir(run_dir, config, resume=resume, force=force)
+                    _check_threads(run_dir, decision, w, sync_bn)
+                except UserError as exc:
+                    if not w.active:
+                        raise
+                    decision = str(exc)
+            decision = w.broadcast(decision)   # rank 0's decision, on every rank
+            if isinstance(decision, str):
+                raise UserError(decision)
+            if decision:
                 trainer.resume()
             return trainer.fit()
     except UserError:
-        if created and not _holds_run(run_dir):   # a refused start leaves nothing behind
+        if w.is_main and created and not _holds_run(run_dir):   # a refused start leaves nothing behind
             shutil.rmtree(run_dir, ignore_errors=True)
         raise
 

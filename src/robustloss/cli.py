@@ -130,7 +130,9 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--attack", action="append", default=[], metavar="NAME:K=V,...",
                    help="run this attack instead of a suite, e.g. pgd:eps=0.3,steps=40,step_size=0.01")
     e.add_argument("--name", type=_path, default=None, help="name of the result files (default: the suite's name)")
-    e.add_argument("--n", type=_int_at_least(1), default=1000, help="evaluate on the first N images of the split")
+    e.add_argument("--n", "--num-points", dest="n", type=_int_at_least(1), default=1000,
+                   help="evaluate on the first N images of the split (under torchrun write --num-points: torchrun "
+                   "takes --n for one of its own options)")
     e.add_argument("--split", default="test", help="train, val or test")
     e.add_argument("--batch-size", type=_int_at_least(1), default=500)
     e.add_argument("--seed", type=_seed, default=0, help="seed of the attacks' randomness, in [0, 2**63 - 1]")

@@ -147,6 +147,9 @@ def test_nccl_without_cuda_is_a_one_line_error(tmp_path: Path, capsys: pytest.Ca
     code, _, err = run_cli(capsys, "train", "--out", str(tmp_path / "x"), "--backend", "nccl", "--device", "cpu")
     assert code == 2 and err.count("\n") == 1 and "backend nccl needs CUDA" in err
     assert not (tmp_path / "x").exists()
+    code, _, err = run_cli(capsys, "train", "--out", str(tmp_path / "x"), "--sync-bn", "--device", "cpu")
+    assert code == 2 and err.count("\n") == 1 and "--sync-bn needs CUDA" in err
+    assert not (tmp_path / "x").exists()
 
 
 # ------------------------------------------------------------------------------------------ evaluation

@@ -34,7 +34,7 @@ from tqdm import tqdm
 from robustloss import datasets
 from robustloss.classifier import Classifier
 from robustloss.device import resolve_device, stream_generator
-from robustloss.distributed import World
+from robustloss.distributed import RankError, World
 from robustloss.errors import UserError
 from robustloss.io import atomic_write_text
 from robustloss.models import build_backbone
@@ -126,6 +126,9 @@ class Trainer:
         if self.world.active and config.batch_size < self.world.size:
             raise UserError(f"batch size {config.batch_size} is smaller than the {self.world.size} ranks; "
                             "the batch size is global (split over the ranks): use a batch size >= the world size")
+        if sync_bn and self.device.type != "cuda":
+            raise RankError("--sync-bn needs CUDA: torch's SyncBatchNorm runs only on GPUs; "
+                            "leave it out on the CPU")
         self.progress = progress and self.world.is_main
         self.log = log or (lambda msg: print(msg, file=sys.stderr))
         self.model = build_classifier(config).to(self.device)

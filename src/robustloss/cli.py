@@ -294,9 +294,14 @@ def _main(argv: Sequence[str] | None = None) -> int:
     try:
         return handlers[args.command](args)
     except UserError as exc:
+        import os
+
         from robustloss.distributed import RankError, world
 
-        if world().is_main or not isinstance(exc, RankError):   # errors every rank raises: printed once
+        # under torchrun, errors every rank raises (argument and file checks before the ranks meet, and
+        # RankError) are printed by rank 0 only
+        shared = isinstance(exc, RankError) or not world().active
+        if os.environ.get("RANK", "0") == "0" or not shared:
             print(f"robustloss: error: {exc}", file=sys.stderr)
         return 2
     except OSError as exc:  # disk full, read-only folder, a file where a folder should be, ...

@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import datetime
 import os
+import signal
+import sys
 from dataclasses import dataclass
 from typing import Any
 
@@ -156,7 +158,21 @@ def setup(device: torch.device, backend: str = "auto", timeout_s: float = 1800.0
     else:
         dist.init_process_group(chosen, timeout=timeout)
     _WORLD = World(rank=rank, size=size, local_rank=local_rank, backend=chosen)
+    _stop_in_one_line()
     return _WORLD, dev
+
+
+def _stop_in_one_line() -> None:
+    """When torchrun stops this rank (SIGTERM, e.g. because another rank died), say so in one line and exit."""
+
+    def stop(signum: int, frame: object) -> None:
+        sys.stderr.write(f"robustloss: error: rank {_WORLD.rank} of {_WORLD.size} stopped by torchrun "
+                         "(another rank failed or the job was cancelled); finished batches and checkpoints "
+                         "stay on disk - run the same command again to resume\n")
+        sys.stderr.flush()
+        os._exit(128 + signum)   # no clean-up: the process group is broken; everything written is synced
+
+    signal.signal(signal.SIGTERM, stop)
 
 
 def _rank_device(device: torch.device, local_rank: int) -> torch.device:

@@ -14,7 +14,7 @@ SRC = Path(robustloss.__file__).resolve().parent
 #: bottom to top (docs/architecture.md); a module may import only from its own unit or lower layers
 LAYERS: list[set[str]] = [
     {"errors"},
-    {"io", "registry", "device"},
+    {"io", "registry", "device", "distributed"},
     {"datasets", "centers"},
     {"models"},
     {"objectives"},

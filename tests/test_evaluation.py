@@ -19,6 +19,7 @@ from robustloss import runs
 from robustloss.evaluation import engine
 from robustloss.evaluation.diagnostics import CHECKS
 from robustloss.evaluation.engine import SpecResult, build_attack, evaluate
+from robustloss.evaluation.rows import RowStore
 from robustloss.evaluation.suite import SUITES, AttackSpec, load_suite, parse_spec
 
 Data = tuple[Tensor, Tensor]
@@ -100,7 +101,7 @@ def test_a_bad_spec_fails_before_any_attack_runs(sce_model: Classifier, mnist_te
 
 
 # --------------------------------------------------------------------------- runs: resume
-def test_killed_evaluation_resumes_from_partial_results(run_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_killed_evaluation_resumes_from_the_stored_rows(run_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     real = engine.run_attack
     calls: list[str] = []
 
@@ -113,11 +114,13 @@ def test_killed_evaluation_resumes_from_partial_results(run_dir: Path, monkeypat
     monkeypatch.setattr(engine, "run_attack", killed_at_second)
     with pytest.raises(KeyboardInterrupt):
         runs.evaluate_run(run_dir, SUITE[:2], name="t", n=60, device="cpu", worst_case=True, progress=False)
-    partial = run_dir / "eval" / "t.partial.json"
-    saved = json.loads(partial.read_text())
-    assert saved["settings"] == {"n": 60, "seed": 0, "worst_case": True, "split": "test",
-                                 "order": [spec.key() for spec in SUITE[:2]]}
-    assert list(saved["done"]) == [SUITE[0].key()]
+    rows_dir = run_dir / "eval" / "t.rows"
+    saved = json.loads((rows_dir / "settings.json").read_text())
+    assert saved == {"complete": False, "settings": {"seed": 0, "worst_case": True, "split": "test",
+                                                     "order": [spec.key() for spec in SUITE[:2]]}}
+    stored = RowStore(rows_dir).load()
+    assert sorted(stored.clean) == list(range(60)) and len(stored.attacks) == 1   # clean pass + FGSM
+    first = next(iter(stored.attacks.values()))
     assert not (run_dir / "eval" / "t.json").exists()
 
     def counting(model: nn.Module, spec: AttackSpec, *args: Any, **kwargs: Any) -> SpecResult:
@@ -127,24 +130,36 @@ def test_killed_evaluation_resumes_from_partial_results(run_dir: Path, monkeypat
     calls.clear()
     monkeypatch.setattr(engine, "run_attack", counting)
     summary = runs.evaluate_run(run_dir, SUITE[:2], name="t", n=60, device="cpu", worst_case=True, progress=False)
-    assert calls == ["BIM"]                        # FGSM came from the partial file
-    assert not partial.exists()
-    first = saved["done"][SUITE[0].key()]
-    assert summary["attacks"][0]["attacked"] == first["attacked"]
-    assert summary["attacks"][1]["attacked"] == sum(first["robust"])   # survivors of the cached attack
+    assert calls == ["BIM"]                        # FGSM came from the stored rows
+    assert summary["attacks"][0]["attacked"] == len(first)
+    assert summary["attacks"][1]["attacked"] == sum(r["adv_pred"] == r["label"] for r in first.values())
     on_disk = json.loads((run_dir / "eval" / "t.json").read_text())
     assert on_disk["worst_case_robust"] == summary["worst_case_robust"] and len(on_disk["worst_case_robust"]) == 60
     assert on_disk["worst_case_accuracy"] == pytest.approx(sum(on_disk["worst_case_robust"]) / 60)
+    assert json.loads((rows_dir / "settings.json").read_text())["complete"] is True
 
-    # a partial file from other settings (another seed) is ignored
-    partial.write_text(json.dumps(saved))
+    # a finished evaluation run again is computed again (reuse=True would return it)
     calls.clear()
+    runs.evaluate_run(run_dir, SUITE[:2], name="t", n=60, device="cpu", worst_case=True, progress=False)
+    assert calls == ["FGSM", "BIM"]
+
+    # rows from other settings (another seed) are not used
+    calls.clear()
+    monkeypatch.setattr(engine, "run_attack", killed_at_second)
+    with pytest.raises(KeyboardInterrupt):
+        runs.evaluate_run(run_dir, SUITE[:2], name="t", n=60, device="cpu", worst_case=True, progress=False)
+    calls.clear()
+    monkeypatch.setattr(engine, "run_attack", counting)
     runs.evaluate_run(run_dir, SUITE[:2], name="t", n=60, device="cpu", seed=1, worst_case=True, progress=False)
     assert calls == ["FGSM", "BIM"]
 
     # in worst-case mode another attack order is other settings too (other survivors)
-    partial.write_text(json.dumps(saved))
     calls.clear()
+    monkeypatch.setattr(engine, "run_attack", killed_at_second)
+    with pytest.raises(KeyboardInterrupt):
+        runs.evaluate_run(run_dir, SUITE[:2], name="t", n=60, device="cpu", worst_case=True, progress=False)
+    calls.clear()
+    monkeypatch.setattr(engine, "run_attack", counting)
     runs.evaluate_run(run_dir, SUITE[1::-1], name="t", n=60, device="cpu", worst_case=True, progress=False)
     assert calls == ["BIM", "FGSM"]
 
@@ -262,9 +277,13 @@ def test_finished_evaluation_is_reused_only_when_identical(run_dir: Path, monkey
     first = runs.evaluate_run(run_dir, SUITE[:1], name="r", n=40, device="cpu", progress=False, reuse=True)
     again = runs.evaluate_run(run_dir, SUITE[:1], name="r", n=40, device="cpu", progress=False, reuse=True)
     assert calls == ["FGSM"] and again == first
-    runs.evaluate_run(run_dir, SUITE[:1], name="r", n=41, device="cpu", progress=False, reuse=True)
-    runs.evaluate_run(run_dir, SUITE[:2], name="r", n=41, device="cpu", progress=False, reuse=True)
-    assert calls == ["FGSM", "FGSM", "FGSM", "BIM"]
+    more = runs.evaluate_run(run_dir, SUITE[:1], name="r", n=41, device="cpu", progress=False, reuse=True)
+    both = runs.evaluate_run(run_dir, SUITE[:2], name="r", n=41, device="cpu", progress=False, reuse=True)
+    # with reuse the stored per-example rows are reused too: n=41 attacks only point #40, and the
+    # two-attack suite (independent mode) runs only BIM
+    assert calls == ["FGSM", "FGSM", "BIM"]
+    assert more["attacks"][0]["attacked"] - first["attacks"][0]["attacked"] in (0, 1)
+    assert both["attacks"][0] == {**more["attacks"][0], "time_s": both["attacks"][0]["time_s"]}
 
 
 def test_table_shows_mean_distortion_of_minimum_norm_attacks() -> None:

@@ -178,7 +178,11 @@ def test_transfer_attack_from_a_run_folder(finished: Path, tmp_path: Path,
     attack = TransferAttack(tgt, src, "pgd", eps=0.3, steps=5, seed=0)
     robust = clean.clone()
     idx = clean.nonzero().squeeze(1)
-    robust[idx] = predict(tgt, attack(x[idx], y[idx]), 40) == y[idx]
+    # the engine seeds every example from the attack's seed and its index
+    from robustloss.evaluation.engine import example_seeds
+
+    adv = attack.run(x[idx], y[idx], example_seeds=example_seeds(0, idx)).adversarial
+    robust[idx] = predict(tgt, adv, 40) == y[idx]
     by_hand = float(robust.float().mean())
     assert transferred == pytest.approx(by_hand)
     code, _, err = run_cli(capsys, "evaluate", str(target), "--attack",

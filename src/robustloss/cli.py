@@ -63,6 +63,11 @@ def _add_device(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-progress", action="store_true", help="hide progress bars (they show only on a terminal)")
 
 
+def _add_backend(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--backend", default="auto", choices=["auto", "gloo", "nccl"],
+                   help="torch.distributed backend under torchrun: auto = nccl on CUDA, gloo on the CPU")
+
+
 def build_parser() -> argparse.ArgumentParser:
     from robustloss import datasets
     from robustloss.models import MODELS
@@ -112,7 +117,10 @@ def build_parser() -> argparse.ArgumentParser:
     existing = t.add_mutually_exclusive_group()
     existing.add_argument("--resume", action="store_true", help="continue the run in --out")
     existing.add_argument("--force", action="store_true", help="overwrite the run in --out")
+    t.add_argument("--sync-bn", action="store_true",
+                   help="under torchrun: BatchNorm statistics over the global batch (SyncBatchNorm, for ResNet)")
     _add_device(t)
+    _add_backend(t)
 
     e = sub.add_parser("evaluate", help="evaluate a run under a suite of attacks", formatter_class=_formatter,
                        description="Attack the model of RUN_DIR; results go to RUN_DIR/eval/NAME.{json,md}.")
@@ -122,7 +130,9 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--attack", action="append", default=[], metavar="NAME:K=V,...",
                    help="run this attack instead of a suite, e.g. pgd:eps=0.3,steps=40,step_size=0.01")
     e.add_argument("--name", type=_path, default=None, help="name of the result files (default: the suite's name)")
-    e.add_argument("--n", type=_int_at_least(1), default=1000, help="evaluate on the first N images of the split")
+    e.add_argument("--n", "--num-points", dest="n", type=_int_at_least(1), default=1000,
+                   help="evaluate on the first N images of the split (under torchrun write --num-points: torchrun "
+                   "takes --n for one of its own options)")
     e.add_argument("--split", default="test", help="train, val or test")
     e.add_argument("--batch-size", type=_int_at_least(1), default=500)
     e.add_argument("--seed", type=_seed, default=0, help="seed of the attacks' randomness, in [0, 2**63 - 1]")
@@ -134,6 +144,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="L-inf eps of the checks, implies --diagnose; None: the suite's largest eps")
     e.add_argument("--data-dir", type=_path, default=None)
     _add_device(e)
+    _add_backend(e)
 
     r = sub.add_parser("reproduce", help="reproduce a paper experiment end to end", formatter_class=_formatter,
                        description="Writes report.md, results.json and PNG figures into --out; 'all' runs every "
@@ -181,8 +192,9 @@ def _train(args: argparse.Namespace) -> int:
 
         datasets.load(args.dataset, "train", args.data_dir, download=True)
     train_run(config, args.out, resume=args.resume, force=args.force, device=args.device,
-              progress=not args.no_progress)
-    print(f"trained {args.objective} on {args.dataset}: {args.out}")
+              progress=not args.no_progress, backend=args.backend, sync_bn=args.sync_bn)
+    if _is_main():
+        print(f"trained {args.objective} on {args.dataset}: {args.out}")
     return 0
 
 
@@ -205,7 +217,9 @@ def _evaluate(args: argparse.Namespace) -> int:
     summary = evaluate_run(args.run_dir, suite, name=name, n=args.n, split=args.split, batch_size=args.batch_size,
                            device=args.device, seed=args.seed, worst_case=args.worst_case, data_dir=args.data_dir,
                            progress=not args.no_progress, diagnose=args.diagnose or args.diagnose_eps is not None,
-                           diagnose_eps=args.diagnose_eps)
+                           diagnose_eps=args.diagnose_eps, backend=args.backend)
+    if not _is_main():
+        return 0
     print(results_table({args.run_dir: summary}), end="")
     if "diagnostics" in summary:
         from robustloss.evaluation.diagnostics import warning_lines
@@ -264,7 +278,23 @@ def _os_error(exc: OSError) -> str:
     return " ".join(f"{reason}: {' -> '.join(names)}".split()) if names else " ".join(reason.split())
 
 
+def _is_main() -> bool:
+    from robustloss.distributed import world
+
+    return world().is_main
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    """The ``robustloss`` command; under ``torchrun`` every rank runs it (rank 0 prints the results)."""
+    from robustloss.distributed import teardown
+
+    try:
+        return _main(argv)
+    finally:
+        teardown()
+
+
+def _main(argv: Sequence[str] | None = None) -> int:
     from robustloss.training.trainer import TrainingDiverged
 
     parser = build_parser()
@@ -280,13 +310,29 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return handlers[args.command](args)
     except UserError as exc:
-        print(f"robustloss: error: {exc}", file=sys.stderr)
+        import os
+
+        from robustloss.distributed import RankError, world
+
+        # under torchrun, errors every rank raises (argument and file checks before the ranks meet, and
+        # RankError) are printed by rank 0 only
+        shared = isinstance(exc, RankError) or not world().active
+        if os.environ.get("RANK", "0") == "0" or not shared:
+            print(f"robustloss: error: {exc}", file=sys.stderr)
         return 2
     except OSError as exc:  # disk full, read-only folder, a file where a folder should be, ...
         print(f"robustloss: error: {_os_error(exc)}", file=sys.stderr)
         return 2
     except TrainingDiverged as exc:
         print(f"robustloss: training diverged: {exc}", file=sys.stderr)
+        return 1
+    except RuntimeError as exc:
+        from robustloss.distributed import lost_peer_message
+
+        message = lost_peer_message(exc)
+        if message is None:
+            raise
+        print(f"robustloss: error: {message}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("robustloss: interrupted; rerun with --resume to continue", file=sys.stderr)

@@ -2,9 +2,9 @@
 
 A run folder holds one run: ``config.json`` (the :class:`TrainConfig`),
 ``checkpoint.pt`` (written atomically after every epoch), ``log.jsonl``,
-``runtime.json`` (thread count, device and torch version of the training
-process) and ``eval/NAME.{json,md}`` (evaluation results, with
-``eval/NAME.partial.json`` while an evaluation runs).
+``runtime.json`` (thread count, world size and torch version of the training
+process) and ``eval/NAME.{json,md,robustbench.json}`` (evaluation results,
+computed from the per-example rows in ``eval/NAME.rows/``).
 
 * Training into a folder that holds a *different* run is refused unless
   ``force`` (which starts over); one that holds the *same* configuration needs
@@ -35,13 +35,16 @@ from typing import Any
 import torch
 from torch import nn
 
-from robustloss import datasets
+from robustloss import datasets, distributed
 from robustloss.attacks.transfer import MODEL_OPTIONS
 from robustloss.classifier import Classifier
 from robustloss.device import resolve_device
+from robustloss.distributed import World
 from robustloss.errors import UserError, check_int
 from robustloss.evaluation import diagnostics
-from robustloss.evaluation.engine import EvalResult, SpecResult, evaluate
+from robustloss.attacks import Attack
+from robustloss.evaluation.engine import build_attack, evaluate_shard, result_from_rows
+from robustloss.evaluation.rows import RowStore, Rows
 from robustloss.evaluation.report import results_table
 from robustloss.evaluation.suite import AttackSpec
 from robustloss.io import atomic_write_json, atomic_write_text, read_json
@@ -121,25 +124,49 @@ def prepare_run_dir(run_dir: str | Path, config: TrainConfig, *, resume: bool, f
     return has_run
 
 
-def _check_threads(run_dir: Path, resuming: bool) -> None:
-    """Record the thread count (float results depend on it); warn when a resumed run uses another."""
+def _check_threads(run_dir: Path, resuming: bool, world: World | None = None, sync_bn: bool = False) -> None:
+    """Record thread count and world size (float results depend on them); warn when a resumed run changes them.
+
+    A changed world size is allowed: the batch size is global and every global
+    batch is the same, so the updates are the same up to float summation order
+    (as with another thread count) - except for BatchNorm without ``sync_bn``,
+    whose batch statistics are per rank, so they change with the per-rank batch.
+    """
     threads = torch.get_num_threads()
+    w = world if world is not None else World()
     path = run_dir / RUNTIME
     if resuming and path.is_file():
         try:
-            before = json.loads(path.read_text()).get("threads")
+            before_all = json.loads(path.read_text())
+            before, before_world = before_all.get("threads"), before_all.get("world_size", 1)
         except (OSError, UnicodeDecodeError, json.JSONDecodeError, AttributeError):
-            before = None
+            before, before_world = None, None
         if before is not None and before != threads:
             print(f"robustloss: warning: {run_dir} was trained with {before} threads and resumes with {threads}; "
                   "the weights will differ in the last digits from an uninterrupted run (pass --threads "
                   f"{before} to resume exactly)", file=sys.stderr)
-    atomic_write_json(path, {"threads": threads, "torch": torch.__version__})
+        if before_world is not None and before_world != w.size:
+            print(f"robustloss: warning: {run_dir} was trained by {before_world} process(es) and resumes with "
+                  f"{w.size}; the global batch is unchanged, so the weights differ only in the last digits "
+                  "(BatchNorm without --sync-bn: per-rank batch statistics change with the per-rank batch)",
+                  file=sys.stderr)
+    atomic_write_json(path, {"threads": threads, "torch": torch.__version__, "world_size": w.size,
+                             "backend": w.backend or None, "sync_bn": bool(sync_bn)})
 
 
 def train_run(config: TrainConfig, run_dir: str | Path, *, resume: bool = False, force: bool = False,
-              device: str = "auto", progress: bool = True) -> Classifier:
-    """Train ``config`` into ``run_dir`` (resuming when asked) and return the model in eval mode."""
+              device: str = "auto", progress: bool = True, backend: str = "auto",
+              sync_bn: bool = False) -> Classifier:
+    """Train ``config`` into ``run_dir`` (resuming when asked) and return the model in eval mode.
+
+    Under ``torchrun`` (``WORLD_SIZE > 1``) every process calls this; they train
+    one model with DDP (:mod:`robustloss.training.trainer`).  Rank 0 alone takes
+    the folder's lock, checks the folder, writes config, checkpoints, log and
+    ``runtime.json`` (which records the world size); its decision (start, resume,
+    or a refusal) is broadcast, so a refused start stops every rank with the same
+    error.  ``backend``: ``auto`` (``nccl`` on CUDA, ``gloo`` on the CPU), ``gloo``
+    or ``nccl``; ``sync_bn`` converts BatchNorm layers to ``SyncBatchNorm``.
+    """
     run_dir = Path(run_dir)
     if str(run_dir) in ("", "."):
         raise UserError("the run folder must be a non-empty path other than '.'")
@@ -147,19 +174,32 @@ def train_run(config: TrainConfig, run_dir: str | Path, *, resume: bool = False,
         raise UserError("--resume and --force contradict each other; pass one of them")
     if run_dir.exists() and not run_dir.is_dir():
         raise UserError(f"output path {run_dir} exists and is not a folder")
-    trainer = Trainer(config, run_dir, device=device, progress=progress)  # validates every hyperparameter
+    w, dev = distributed.setup(resolve_device(device), backend)
+    # validates every hyperparameter
+    trainer = Trainer(config, run_dir, device=str(dev), progress=progress, world=w, sync_bn=sync_bn)
     trainer.load_data()   # missing data files fail here, before anything is written
     created = not run_dir.exists()
-    run_dir.mkdir(parents=True, exist_ok=True)
     try:
-        with run_lock(run_dir):
-            do_resume = prepare_run_dir(run_dir, config, resume=resume, force=force)
-            _check_threads(run_dir, do_resume)
-            if do_resume:
+        with contextlib.ExitStack() as stack:
+            decision: bool | str = False
+            if w.is_main:
+                try:
+                    run_dir.mkdir(parents=True, exist_ok=True)
+                    stack.enter_context(run_lock(run_dir))
+                    decision = prepare_run_dir(run_dir, config, resume=resume, force=force)
+                    _check_threads(run_dir, decision, w, sync_bn)
+                except UserError as exc:
+                    if not w.active:
+                        raise
+                    decision = str(exc)
+            decision = w.broadcast(decision)   # rank 0's decision, on every rank
+            if isinstance(decision, str):
+                raise UserError(decision)
+            if decision:
                 trainer.resume()
             return trainer.fit()
     except UserError:
-        if created and not _holds_run(run_dir):   # a refused start leaves nothing behind
+        if w.is_main and created and not _holds_run(run_dir):   # a refused start leaves nothing behind
             shutil.rmtree(run_dir, ignore_errors=True)
         raise
 
@@ -224,35 +264,41 @@ def _settings(n: int, seed: int, worst_case: bool, split: str, suite: list[Attac
     return out
 
 
-def _load_partial(path: Path, settings: dict[str, Any], suite: list[AttackSpec]) -> dict[str, SpecResult]:
-    if not path.is_file():
-        return {}
-    try:
-        data = json.loads(path.read_text())
-    except json.JSONDecodeError:
-        return {}
-    if data.get("settings") != settings:
-        return {}
-    by_key = {spec.key(): spec for spec in suite}
-    out = {}
-    for key, entry in data.get("done", {}).items():
-        if key in by_key:
-            dist = entry.get("distortion")
-            distortion = None if dist is None else torch.tensor([float("nan") if d is None else d for d in dist])
-            out[key] = SpecResult(by_key[key], torch.tensor(entry["robust"], dtype=torch.bool), entry["time_s"],
-                                    entry["attacked"], distortion)
-    return out
+def _prepare_rows(folder: Path, settings: dict[str, Any], reuse_finished: bool) -> None:
+    """Make ``folder`` hold rows for ``settings`` only (rank 0, under the lock).
+
+    Rows made with other settings, or of an evaluation that finished (unless
+    ``reuse_finished``), are removed: an evaluation started again resumes only an
+    *unfinished* one.
+    """
+    path = folder / "settings.json"
+    if folder.is_dir():
+        try:
+            old = json.loads(path.read_text())
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+            old = None
+        keep = (isinstance(old, dict) and old.get("settings") == settings
+                and (reuse_finished or not old.get("complete", False)))
+        if not keep:
+            shutil.rmtree(folder)
+    if not folder.is_dir():
+        folder.mkdir(parents=True)
+        atomic_write_json(path, {"settings": settings, "complete": False})
 
 
 def evaluate_run(run_dir: str | Path, suite: list[AttackSpec], *, name: str, n: int | None = 1000,
                  split: str = "test", batch_size: int = 500, device: str = "auto", seed: int = 0,
                  worst_case: bool = False, data_dir: str | None = None, progress: bool = True,
-                 diagnose: bool = False, diagnose_eps: float | None = None, reuse: bool = False) -> dict[str, Any]:
+                 diagnose: bool = False, diagnose_eps: float | None = None, reuse: bool = False,
+                 backend: str = "auto") -> dict[str, Any]:
     """Evaluate the model of ``run_dir`` on the first ``n`` images of ``split``; returns the result dict.
 
-    Results go to ``RUN_DIR/eval/NAME.json`` and ``.md``.  After every attack the
-    per-example outcomes so far are saved to ``NAME.partial.json``; a killed
-    evaluation started again with the same settings skips the attacks already done.
+    Results go to ``RUN_DIR/eval/NAME.json`` and ``.md``, and a RobustBench-style
+    summary to ``NAME.robustbench.json``.  Every example's outcome under every
+    attack is appended to ``RUN_DIR/eval/NAME.rows/`` as each batch finishes
+    (:mod:`robustloss.evaluation.rows`); the tables are computed from these rows,
+    and a killed evaluation started again with the same settings resumes at the
+    first unfinished batch (also with another batch size or process count).
     ``reuse=True`` returns an existing ``eval/NAME.json`` made with the same suite
     and settings instead of running it again (retraining with ``--force`` deletes
     ``eval/``, so such a file always belongs to the current weights).
@@ -260,6 +306,11 @@ def evaluate_run(run_dir: str | Path, suite: list[AttackSpec], *, name: str, n: 
     :mod:`robustloss.evaluation.diagnostics` (after the suite) at ``diagnose_eps``
     (default: the suite's largest L-inf eps) and stores them under ``"diagnostics"``.
     Transfer attacks name their substitute by run folder (``substitute_model=RUN``).
+
+    Under ``torchrun`` every rank calls this: the points are split over the ranks
+    (every ``world``-th point), each rank attacks its shard and writes its own
+    rows file, and rank 0 merges the rows into the same files a single process
+    writes (every rank returns the summary).
     """
     run_dir = Path(run_dir)
     name = check_result_name(name)
@@ -271,46 +322,125 @@ def evaluate_run(run_dir: str | Path, suite: list[AttackSpec], *, name: str, n: 
         raise UserError("the suite is empty; give at least one attack")
     config = read_config(run_dir)
     diag_eps = diagnostics.default_eps(suite, diagnose_eps) if diagnose else None  # fail before the attacks
-    dev = resolve_device(device)
     out_dir = run_dir / "eval"
     if out_dir.exists() and not out_dir.is_dir():
         raise UserError(f"{out_dir} exists and is not a folder; move it away to store evaluation results")
+    w, dev = distributed.setup(resolve_device(device), backend)
     model = load_run(run_dir, device=str(dev))
     models = substitute_models(suite, str(dev))
     x, y = datasets.load(config.dataset, split, data_dir if data_dir is not None else config.data_dir)
     if n is not None:
         x, y = x[:n], y[:n]
-    partial_path = out_dir / f"{name}.partial.json"
+    if w.size > len(x):
+        raise distributed.RankError(f"{w.size} processes (--nproc_per_node) for only {len(x)} evaluation points; "
+                                    f"use at most {len(x)} processes or more points (--n)")
     settings = _settings(len(x), seed, worst_case, split, suite)
     if reuse and not diagnose:
         previous = _finished(out_dir / f"{name}.json", settings, suite)
         if previous is not None:
             return previous
-    _warn_if_unusable(run_dir, model)
-    with run_lock(run_dir):
-        cached = _load_partial(partial_path, settings, suite)
-        done: dict[str, Any] = {key: _serialise(res) for key, res in cached.items()}
-
-        def save_partial(res: SpecResult) -> None:
-            done[res.spec.key()] = _serialise(res)
-            atomic_write_json(partial_path, {"settings": settings, "done": done})
-
-        result: EvalResult = evaluate(model, x, y, suite, batch_size=batch_size, device=dev, seed=seed,
-                                      worst_case=worst_case, progress=progress, cached=cached,
-                                      on_result=save_partial, models=models)
-        summary = {"run": str(run_dir), "config": config.to_dict(), "suite": name,
-                   **{k: v for k, v in settings.items() if k != "order"}, **result.to_dict()}
-        report = results_table({run_dir.name: summary})
-        if diag_eps is not None:
-            diag_n = min(len(x), diagnostics.DEFAULT_N)
-            checks = diagnostics.diagnose(model, x, y, eps=diag_eps, n=diag_n, batch_size=batch_size, device=dev,
-                                          seed=seed)
-            summary["diagnostics"] = diagnostics.summary(checks, eps=diag_eps, n=diag_n)
-            report += diagnostics.markdown(summary["diagnostics"])
-        atomic_write_json(out_dir / f"{name}.json", summary)
-        atomic_write_text(out_dir / f"{name}.md", report)
-        partial_path.unlink(missing_ok=True)
+    if w.is_main:
+        _warn_if_unusable(run_dir, model)
+    rows_dir = out_dir / f"{name}.rows"
+    row_settings = {k: v for k, v in settings.items() if k != "n"}   # rows stay valid for another n
+    with contextlib.ExitStack() as stack:
+        problem: str | None = None
+        if w.is_main:
+            try:
+                stack.enter_context(run_lock(run_dir))
+                _prepare_rows(rows_dir, row_settings, reuse_finished=reuse)
+            except UserError as exc:
+                if not w.active:
+                    raise
+                problem = str(exc)
+        problem = w.broadcast(problem)
+        if problem is not None:
+            raise UserError(problem)
+        store = RowStore(rows_dir, w.rank)
+        evaluate_shard(model, x, y, suite, indices=distributed.shard(torch.arange(len(x)), w), store=store,
+                       batch_size=batch_size, device=dev, seed=seed, worst_case=worst_case, progress=progress,
+                       models=models)
+        w.barrier()   # every shard's rows are on disk
+        summary: dict[str, Any] | None = None
+        if w.is_main:
+            attacks = [build_attack(model, spec, seed + index, models) for index, spec in enumerate(suite)]
+            result = result_from_rows(store.load(), len(x), suite, attacks, worst_case=worst_case)
+            summary = {"run": str(run_dir), "config": config.to_dict(), "suite": name,
+                       **{k: v for k, v in settings.items() if k != "order"}, **result.to_dict()}
+            report = results_table({run_dir.name: summary})
+            if diag_eps is not None:
+                diag_n = min(len(x), diagnostics.DEFAULT_N)
+                checks = diagnostics.diagnose(model, x, y, eps=diag_eps, n=diag_n, batch_size=batch_size,
+                                              device=dev, seed=seed)
+                summary["diagnostics"] = diagnostics.summary(checks, eps=diag_eps, n=diag_n)
+                report += diagnostics.markdown(summary["diagnostics"])
+            atomic_write_json(out_dir / f"{name}.json", summary)
+            atomic_write_text(out_dir / f"{name}.md", report)
+            atomic_write_json(out_dir / f"{name}.robustbench.json",
+                              robustbench_summary(summary, attacks, store.rows, config, world_size=w.size))
+            atomic_write_json(rows_dir / "settings.json", {"settings": row_settings, "complete": True})
+        summary = w.broadcast(summary)
+    assert summary is not None
     return summary
+
+
+def robustbench_summary(summary: dict[str, Any], attacks: list[Attack], rows: Rows, config: TrainConfig,
+                        world_size: int = 1) -> dict[str, Any]:
+    """A RobustBench-style record of one evaluation (clean/robust accuracy, threat model, attacks, cost, versions).
+
+    Field names follow RobustBench's model-card JSON where one exists
+    (``clean_acc``, ``autoattack_acc`` is ours ``robust_acc``, ``eps``,
+    ``threat_model``); ``eps`` is the largest ``eps`` the suite gives, as given.
+    ``forward_passes`` counts input rows through the model (clean pass + every
+    attack's :attr:`AttackResult.queries`), summed over all processes.
+    """
+    norms = sorted({str(a.norm) for a in attacks if hasattr(a, "eps")})
+    eps_values = [float(getattr(a, "eps")) for a in attacks if isinstance(getattr(a, "eps", None), (int, float))]
+    threat = {"linf": "Linf", "l2": "L2"}
+    forward = sum(q for q, _ in rows.cost.values())
+    import platform
+
+    import numpy
+
+    return {
+        "run": summary["run"], "dataset": config.dataset, "model": config.model, "objective": config.objective,
+        "n_examples": summary["n"], "split": summary["split"], "seed": summary["seed"],
+        "clean_acc": summary["clean_accuracy"], "robust_acc": summary["worst_case_accuracy"],
+        "worst_case_mode": summary["worst_case_mode"],
+        "threat_model": "+".join(threat.get(nm, nm) for nm in norms) or "corruptions",
+        "eps": max(eps_values) if eps_values else None,
+        "attacks": [{"label": res["label"], "attack": res["attack"], "params": a.params(),
+                     "robust_acc": res["robust_accuracy"], "attacked": res["attacked"],
+                     "adaptive": a.located is not None and a.loss_name in ("adaptive",)}
+                    for res, a in zip(summary["attacks"], attacks)],
+        "forward_passes": forward, "processes": world_size,
+        "versions": {"robustloss": _package_version(), "torch": torch.__version__, "numpy": numpy.__version__,
+                     "python": platform.python_version()},
+        "git_commit": _git_commit(),
+    }
+
+
+def _package_version() -> str | None:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("robustloss")
+    except PackageNotFoundError:
+        return None
+
+
+def _git_commit() -> str | None:
+    """The commit of the robustloss source checkout, if it is one (``None`` otherwise)."""
+    import subprocess
+
+    here = Path(__file__).resolve().parent
+    try:
+        out = subprocess.run(["git", "-C", str(here), "rev-parse", "HEAD"], capture_output=True, text=True,
+                             timeout=5, check=False)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    text = out.stdout.strip()
+    return text if out.returncode == 0 and re.fullmatch(r"[0-9a-f]{40}", text) else None
 
 
 def _finished(path: Path, settings: dict[str, Any], suite: list[AttackSpec]) -> dict[str, Any] | None:
@@ -324,8 +454,3 @@ def _finished(path: Path, settings: dict[str, Any], suite: list[AttackSpec]) -> 
     same = all(data.get(k) == v for k, v in settings.items() if k != "order")
     specs = [(a.get("label"), a.get("attack"), a.get("params")) for a in data.get("attacks", [])]
     return data if same and specs == [(s.label, s.attack, s.params) for s in suite] else None
-
-
-def _serialise(res: SpecResult) -> dict[str, Any]:
-    return {"robust": res.robust.tolist(), "time_s": res.time_s, "attacked": res.attacked,
-            "distortion": None if res.distortion is None else res.distortion.tolist()}

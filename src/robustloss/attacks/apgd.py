@@ -8,7 +8,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from robustloss.attacks.base import IterativeAttack, normalize_grad, project, random_in_ball
+from robustloss.attacks.base import IterativeAttack, normalize_grad, project
 from robustloss.attacks.losses import AttackLoss
 from robustloss.errors import UserError, check_range
 
@@ -98,7 +98,7 @@ class APGD(IterativeAttack):
 
         x_cur = x.clone()
         if self.random_start:
-            x_cur = self.clamp(x + random_in_ball(x.shape, self.eps, self.norm, self.generator, x.device, x.dtype))
+            x_cur = self.clamp(x + self.random_start_noise(x))
         found = x_cur.clone()
         fooled = torch.zeros(n, dtype=torch.bool, device=x.device)
 

@@ -32,6 +32,7 @@ and the last iterate is returned (adversarial training, transfer).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -45,9 +46,18 @@ from robustloss.errors import UserError, check_int, check_range, unknown_choice
 NORMS = ("linf", "l2")
 
 
-def random_targets(labels: Tensor, num_classes: int, generator: torch.Generator) -> Tensor:
-    """A uniformly random class != label for every example (seeded by ``generator``)."""
-    shift = torch.randint(1, num_classes, labels.shape, generator=generator)
+def random_targets(labels: Tensor, num_classes: int, generator: torch.Generator,
+                   generators: Sequence[torch.Generator] | None = None) -> Tensor:
+    """A uniformly random class != label for every example.
+
+    Drawn from ``generator``, or, when ``generators`` (one per example) are given,
+    each example's from its own generator.
+    """
+    if generators is not None:
+        shift = torch.tensor([int(torch.randint(1, num_classes, (), generator=g)) for g in generators],
+                             dtype=torch.long)
+    else:
+        shift = torch.randint(1, num_classes, labels.shape, generator=generator)
     return (labels.cpu() + shift).remainder(num_classes).to(labels.device)
 
 
@@ -84,8 +94,17 @@ def normalize_grad(grad: Tensor, norm: str) -> Tensor:
 
 
 def random_in_ball(shape: torch.Size, eps: float, norm: str, generator: torch.Generator,
-                   device: torch.device, dtype: torch.dtype) -> Tensor:
-    """Uniform sample in the L-inf ball, or a uniformly random point in the L2 ball."""
+                   device: torch.device, dtype: torch.dtype,
+                   generators: Sequence[torch.Generator] | None = None) -> Tensor:
+    """Uniform sample in the L-inf ball, or a uniformly random point in the L2 ball.
+
+    With ``generators`` (one per row of ``shape``) every row is drawn from its own generator.
+    """
+    if generators is not None:
+        if len(generators) != shape[0]:
+            raise ValueError(f"{len(generators)} generators for {shape[0]} rows")
+        rows = [random_in_ball(torch.Size((1, *shape[1:])), eps, norm, g, device, dtype) for g in generators]
+        return torch.cat(rows) if rows else torch.zeros(shape, device=device, dtype=dtype)
     if norm == "linf":
         return ((torch.rand(shape, generator=generator) * 2 - 1) * eps).to(device=device, dtype=dtype)
     direction = torch.randn(shape, generator=generator)
@@ -150,6 +169,10 @@ class Attack:
         self.bounds = (lo, hi)
         self.seed = check_int("seed", seed, 0, 2 ** 63 - 1)
         self.generator = torch.Generator().manual_seed(self.seed)
+        #: one generator per example of the batch being attacked (``run(..., example_seeds=...)``), else ``None``
+        self.example_generators: list[torch.Generator] | None = None
+        #: the batch rows the current sub-batch holds (``None``: all); set by attacks that work on subsets
+        self.active_rows: Tensor | None = None
         self.queries = 0
 
     # ------------------------------------------------------------------ helpers
@@ -172,6 +195,13 @@ class Attack:
         pred = logits.argmax(dim=1)
         return pred == targets if targets is not None else pred != labels
 
+    def row_generators(self) -> list[torch.Generator] | None:
+        """The per-example generators of the rows in :attr:`active_rows` (``None`` without example seeds)."""
+        gens = self.example_generators
+        if gens is None or self.active_rows is None:
+            return gens
+        return [gens[i] for i in self.active_rows.tolist()]
+
     def clamp(self, x: Tensor) -> Tensor:
         return x.clamp(self.bounds[0], self.bounds[1])
 
@@ -185,15 +215,28 @@ class Attack:
         return self.run(x, y, targets).adversarial
 
     def run(self, x: Tensor, y: Tensor, targets: Tensor | None = None, *,
-            generator: torch.Generator | None = None) -> AttackResult:
+            generator: torch.Generator | None = None, example_seeds: Tensor | None = None) -> AttackResult:
         """Attack the batch ``(x, y)`` (towards ``targets`` if given) and measure the result.
 
         The attack's randomness comes from ``generator`` when given (adversarial
         training passes one stream per epoch), else from a generator seeded with
-        ``seed`` afresh for this call.
+        ``seed`` afresh for this call.  ``example_seeds`` (an integer tensor, one
+        seed per example) give every example its own stream instead, for random
+        starts (every restart), random targets, SPSA's directions, SimBA's
+        coordinate order and the corruptions' noise: an example's result then
+        does not depend on which other examples share its batch (the evaluation
+        engine derives them from the attack's seed and the example's index).
         """
         x, y, targets = self._validate(x, y, targets)
         self.generator = generator if generator is not None else torch.Generator().manual_seed(self.seed)
+        self.active_rows = None
+        self.example_generators = None
+        if example_seeds is not None:
+            if (not isinstance(example_seeds, Tensor) or example_seeds.shape != (x.shape[0],)
+                    or example_seeds.is_floating_point() or example_seeds.dtype == torch.bool):
+                raise UserError(f"example_seeds must be an integer tensor of shape ({x.shape[0]},)")
+            self.example_generators = [torch.Generator().manual_seed(int(s) & 0x7FFFFFFFFFFFFFFF)
+                                       for s in example_seeds.tolist()]
         self.queries = 0
         with eval_mode(self.model), torch.no_grad():
             logits = self.forward(x[:1]).logits
@@ -204,7 +247,7 @@ class Attack:
             if targets is not None and bool(((targets < 0) | (targets >= num_classes)).any()):
                 raise UserError(f"targets must be class indices in [0, {num_classes - 1}]")
             if self.targeted and targets is None:
-                targets = random_targets(y, num_classes, self.generator)
+                targets = random_targets(y, num_classes, self.generator, self.example_generators)
             targets = targets if self.targeted else None
             x_adv = self.perturb(x.detach().clone(), y, targets).detach()
             logits = self.forward(x_adv).logits
@@ -274,6 +317,11 @@ class IterativeAttack(Attack):
         return {**super().params(), "eps": self.eps, "steps": self.steps, "step_size": self.step_size,
                 "norm": self.norm, "random_start": self.random_start, "restarts": self.restarts}
 
+    def random_start_noise(self, x: Tensor) -> Tensor:
+        """A random point of the eps-ball for every row of ``x`` (the rows :attr:`active_rows` of the batch)."""
+        return random_in_ball(x.shape, self.eps, self.norm, self.generator, x.device, x.dtype,
+                              self.row_generators())
+
     def init_state(self, x: Tensor) -> dict[str, Tensor]:
         """Per-run state (e.g. momentum); default none."""
         return {}
@@ -290,6 +338,7 @@ class IterativeAttack(Attack):
                 if todo.numel() == 0:
                     break
                 t = None if targets is None else targets[todo]
+                self.active_rows = todo
                 adv, fooled = self.run_restart(x[todo], labels[todo], t)
                 best[todo] = adv
                 todo = todo[~fooled]
@@ -306,7 +355,7 @@ class IterativeAttack(Attack):
         result = x.clone()
         x_adv = x
         if self.random_start:
-            x_adv = self.clamp(x + random_in_ball(x.shape, self.eps, self.norm, self.generator, x.device, x.dtype))
+            x_adv = self.clamp(x + self.random_start_noise(x))
         fooled = torch.zeros(x.shape[0], dtype=torch.bool, device=x.device)
         idx = torch.arange(x.shape[0], device=x.device)
         x0, lab, tgt = x, labels, targets

@@ -54,7 +54,9 @@ class GaussianNoise(_Corruption):
     def perturb(self, x: Tensor, labels: Tensor, targets: Tensor | None) -> Tensor:
         if self.sigma == 0:
             return x
-        noise = torch.randn(x.shape, generator=self.generator).to(device=x.device, dtype=x.dtype)
+        gens = self.row_generators()
+        noise = (torch.randn(x.shape, generator=self.generator) if gens is None else
+                 torch.stack([torch.randn(x.shape[1:], generator=g) for g in gens])).to(device=x.device, dtype=x.dtype)
         return self.clamp(x + self.sigma * noise)
 
 
@@ -83,7 +85,11 @@ class Rotation(_Corruption):
             raise UserError(f"rotation needs images of shape (N, C, H, W), got {tuple(x.shape)}")
         if self.degrees == 0 or x.shape[0] == 0:
             return x
-        angles = (torch.rand(x.shape[0], generator=self.generator, dtype=torch.float64) * 2 - 1) \
+        gens = self.row_generators()
+        uniform = (torch.rand(x.shape[0], generator=self.generator, dtype=torch.float64) if gens is None else
+                   torch.tensor([float(torch.rand((), generator=g, dtype=torch.float64)) for g in gens],
+                                dtype=torch.float64))
+        angles = (uniform * 2 - 1) \
             * math.radians(self.degrees)
         return self.clamp(rotate(x, angles, fill=self.bounds[0]))
 

@@ -101,6 +101,7 @@ class MultiTargetPGD(IterativeAttack):
             for _ in range(self.restarts):
                 if todo.numel() == 0:
                     return best
+                self.active_rows = todo
                 adv, fooled = self.run_restart(x[todo], labels[todo], chosen[todo, j])
                 best[todo] = adv
                 todo = todo[~fooled]

@@ -92,7 +92,8 @@ class SimBA(Attack):
         done = torch.zeros(n, dtype=torch.bool, device=x.device)
         if n == 0:
             return x.clone()
-        order = torch.stack([torch.randperm(dim, generator=self.generator) for _ in range(n)]).to(x.device)
+        gens = self.row_generators() or [self.generator] * n   # per-example seeds, else the attack's stream
+        order = torch.stack([torch.randperm(dim, generator=g) for g in gens]).to(x.device)
         pos = torch.zeros(n, dtype=torch.long, device=x.device)
 
         def reached(pred: Tensor, c: Tensor) -> Tensor:

@@ -78,7 +78,11 @@ class SPSA(Attack):
     def perturb(self, x: Tensor, labels: Tensor, targets: Tensor | None) -> Tensor:
         n = x.shape[0]
         # one independent stream per example, so results are independent of grouping and chunking
-        seeds = torch.randint(0, 2 ** 62, (n,), generator=self.generator).tolist()
+        gens = self.row_generators()
+        if gens is not None:   # per-example seeds given to run(): each example's stream from its own seed
+            seeds = [int(torch.randint(0, 2 ** 62, (), generator=g)) for g in gens]
+        else:
+            seeds = torch.randint(0, 2 ** 62, (n,), generator=self.generator).tolist()
         if self.eps == 0 or n == 0:
             return x.clone()
         pairs = self.samples // 2

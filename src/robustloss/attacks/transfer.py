@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+import torch
 from torch import Tensor, nn
 
 from robustloss.attacks.base import Attack, IterativeAttack
@@ -102,4 +103,6 @@ class TransferAttack(Attack):
                 "substitute": type(self.substitute).__name__, **inner}
 
     def perturb(self, x: Tensor, labels: Tensor, targets: Tensor | None) -> Tensor:
-        return self.crafting(x, labels, targets)
+        gens = self.row_generators()
+        seeds = None if gens is None else torch.tensor([int(torch.randint(0, 2 ** 62, (), generator=g)) for g in gens])
+        return self.crafting.run(x, labels, targets, example_seeds=seeds).adversarial

@@ -47,12 +47,14 @@ class TrainingAdversary:
         """Use ``generator`` for all randomness from now on (called once per epoch)."""
         self.generator = generator
 
-    def __call__(self, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
+    def __call__(self, x: Tensor, y: Tensor, example_seeds: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """The training batch for ``(x, y)``; ``example_seeds`` (one per row) give each example its own random
+        start and target (used under DDP, so they do not depend on which rank holds the example)."""
         if self.cfg.method == "fgsm":
             u = float(torch.rand((), generator=self.generator))
             eps = self.cfg.eps_min + (self.cfg.eps - self.cfg.eps_min) * u
             self.attack.eps = self.attack.step_size = eps
-        x_adv = self.attack.run(x, y, generator=self.generator).adversarial
+        x_adv = self.attack.run(x, y, generator=self.generator, example_seeds=example_seeds).adversarial
         if self.cfg.mix == "half":
             return torch.cat([x, x_adv]), torch.cat([y, y])
         return x_adv, y

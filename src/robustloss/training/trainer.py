@@ -5,6 +5,17 @@ draws its shuffling, augmentation and adversarial-example randomness from
 generators seeded by ``(seed, epoch, stream)`` (:func:`robustloss.device.stream_generator`),
 so resuming from the checkpoint of epoch ``k`` replays epochs ``k+1..`` exactly
 as an uninterrupted run would (on CPU).
+
+Distributed (``torchrun``, :mod:`robustloss.distributed`): the model is wrapped in
+``DistributedDataParallel``; ``batch_size`` stays the *global* batch.  Every rank
+draws the same permutation (``(seed, epoch, SHUFFLE)``), cuts the same global
+batches from it and takes every ``world``-th example of each (DistributedSampler's
+split).  Each rank's mean loss is scaled by ``world * n_local / n_global`` before
+DDP averages the gradients, so the update is the gradient of the mean loss over
+the whole global batch - the same as one process with that batch (also for a
+last batch that does not divide evenly), up to float summation order.  BatchNorm
+layers normalise over the local batch unless ``sync_bn`` (``SyncBatchNorm``).
+Only rank 0 evaluates on the validation set and writes checkpoint and log.
 """
 
 from __future__ import annotations
@@ -17,12 +28,13 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 from tqdm import tqdm
 
 from robustloss import datasets
 from robustloss.classifier import Classifier
 from robustloss.device import resolve_device, stream_generator
+from robustloss.distributed import RankError, World
 from robustloss.errors import UserError
 from robustloss.io import atomic_write_text
 from robustloss.models import build_backbone
@@ -82,17 +94,52 @@ def _rng_state() -> dict[str, Any]:
     return state
 
 
+class _Step(nn.Module):
+    """``(x, y) -> (mean loss * scale, z)``: the training forward as one module, so DDP can wrap it."""
+
+    def __init__(self, model: Classifier) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: Tensor, y: Tensor, scale: float) -> tuple[Tensor, Tensor]:
+        if x.shape[0] == 0:   # this rank has no rows in a short last batch: contribute a zero gradient
+            zero = sum((p.sum() for p in self.model.parameters() if p.requires_grad), torch.zeros((), device=x.device))
+            return zero * 0.0, x.new_zeros((0, 1))
+        z = self.model.features(x)
+        return self.model.objective.loss(z, y) * scale, z
+
+
 class Trainer:
-    """Trains ``config`` into ``run_dir``; resumes from ``run_dir/checkpoint.pt`` when asked."""
+    """Trains ``config`` into ``run_dir``; resumes from ``run_dir/checkpoint.pt`` when asked.
+
+    ``world`` (default: one process) makes it one rank of a ``torchrun`` job;
+    ``sync_bn`` then converts BatchNorm layers to ``SyncBatchNorm``.
+    """
 
     def __init__(self, config: TrainConfig, run_dir: str | Path, *, device: str = "auto",
-                 progress: bool = True, log: Callable[[str], None] | None = None) -> None:
+                 progress: bool = True, log: Callable[[str], None] | None = None,
+                 world: World | None = None, sync_bn: bool = False) -> None:
         self.config = config.validate()
         self.run_dir = Path(run_dir)
         self.device = resolve_device(device)
-        self.progress = progress
+        self.world = world if world is not None else World()
+        if self.world.active and config.batch_size < self.world.size:
+            raise UserError(f"batch size {config.batch_size} is smaller than the {self.world.size} ranks; "
+                            "the batch size is global (split over the ranks): use a batch size >= the world size")
+        if sync_bn and self.device.type != "cuda":
+            raise RankError("--sync-bn needs CUDA: torch's SyncBatchNorm runs only on GPUs; "
+                            "leave it out on the CPU")
+        self.progress = progress and self.world.is_main
         self.log = log or (lambda msg: print(msg, file=sys.stderr))
         self.model = build_classifier(config).to(self.device)
+        self.ddp: nn.Module | None = None
+        if self.world.active:
+            if sync_bn:
+                converted = nn.SyncBatchNorm.convert_sync_batchnorm(self.model)
+                assert converted is self.model   # a Classifier is not itself a BatchNorm layer
+            # every rank built the same initial weights (seeded); DDP also broadcasts rank 0's at construction
+            self.ddp = nn.parallel.DistributedDataParallel(
+                _Step(self.model), device_ids=[self.device] if self.device.type == "cuda" else None)
         self.optimizer, self.scheduler = build_optimizer(config, self.model)
         self.epoch = 0
         self.history: list[dict[str, Any]] = []
@@ -141,6 +188,8 @@ class Trainer:
         return True
 
     def save(self) -> None:
+        if not self.world.is_main:
+            return
         save_checkpoint(self.run_dir / CHECKPOINT, self.state())
         atomic_write_text(self.run_dir / "log.jsonl",
                           "".join(_json_line(row) for row in self.history))
@@ -163,14 +212,18 @@ class Trainer:
         augment = cfg.augment if cfg.augment is not None else cfg.dataset.startswith("cifar")
         while self.epoch < cfg.epochs:
             row = self.train_epoch(self.epoch, x_train, y_train, augment)
-            val = evaluate_clean(self.model, x_val, y_val, self.device)
+            # rank 0 alone validates and writes; the others wait for it at the barrier
+            val = evaluate_clean(self.model, x_val, y_val, self.device) if self.world.is_main else \
+                {"loss": float("nan"), "acc": float("nan")}
             row.update({"val_loss": val["loss"], "val_acc": val["acc"]})
             self.epoch += 1
             self.history.append(row)
             self.save()
-            self.log(f"epoch {row['epoch']}/{cfg.epochs}: loss {row['train_loss']:.4f} "
-                     f"acc {row['train_acc']:.4f} val_acc {row['val_acc']:.4f} "
-                     f"({row['time_s']:.1f} s, {row['images_per_s']:.0f} img/s)")
+            self.world.barrier()
+            if self.world.is_main:
+                    self.log(f"epoch {row['epoch']}/{cfg.epochs}: loss {row['train_loss']:.4f} "
+                         f"acc {row['train_acc']:.4f} val_acc {row['val_acc']:.4f} "
+                         f"({row['time_s']:.1f} s, {row['images_per_s']:.0f} img/s)")
         self.model.eval()
         return self.model
 
@@ -188,17 +241,35 @@ class Trainer:
         bar = tqdm(total=len(x), desc=f"epoch {epoch + 1}/{cfg.epochs}", unit="img", leave=False,
                    disable=None if self.progress else True,  # None: only on a terminal
                    file=sys.stderr, dynamic_ncols=True)
+        world = self.world
         for b in range(n_batches):
             idx = order[b * cfg.batch_size:(b + 1) * cfg.batch_size]
             xb, yb = x[idx], y[idx]
-            if augment:
+            if augment:   # drawn for the whole global batch, so every rank's generator stays in step
                 xb = datasets.augment(xb, aug_gen)
+            n_global = len(idx)
+            if world.active:   # this rank's share of the global batch
+                xb, yb = xb[world.rank::world.size], yb[world.rank::world.size]
+                ex_seeds = _example_seeds(cfg.seed, epoch, idx[world.rank::world.size])
             xb, yb = xb.to(dev, non_blocking=True), yb.to(dev, non_blocking=True)
             if self.adversary is not None:
-                xb, yb = self.adversary(xb, yb)
-            z = model.features(xb)
-            loss = model.objective.loss(z, yb)
-            if not torch.isfinite(loss):
+                if world.active:
+                    xb, yb = self.adversary(xb, yb, example_seeds=ex_seeds)
+                else:
+                    xb, yb = self.adversary(xb, yb)
+            if self.ddp is not None:
+                # DDP averages the ranks' gradients: scaled by this rank's share of the global batch,
+                # the average is the gradient of the mean loss over the global batch
+                scale = world.size * len(idx[world.rank::world.size]) / n_global
+                loss, z = self.ddp(xb, yb, scale)
+            else:
+                z = model.features(xb)
+                loss = model.objective.loss(z, yb)
+            if world.active:   # one process diverging stops all of them
+                finite = world.all_sum([0.0 if bool(torch.isfinite(loss)) else 1.0])[0] == 0
+            else:
+                finite = bool(torch.isfinite(loss))
+            if not finite:
                 bar.close()
                 kept = (f"the checkpoint of epoch {epoch} in {self.run_dir} is intact" if epoch > 0 else
                         "no checkpoint was written: it diverged in the first epoch")
@@ -207,10 +278,17 @@ class Trainer:
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             self.optimizer.step()
-            model.objective.on_batch_end(z.detach(), yb)
+            if world.active:
+                zs, ys = world.gather_rows(z.detach(), yb)   # e.g. center-loss updates see the global batch
+                model.objective.on_batch_end(zs, ys)
+                loss_mean = float(loss.detach()) / scale if len(yb) else 0.0
+            else:
+                model.objective.on_batch_end(z.detach(), yb)
+                loss_mean = float(loss.detach())
             with torch.no_grad():
-                total_loss += float(loss) * len(yb)
-                correct += int((model.objective.logits(z.detach()).argmax(1) == yb).sum())
+                total_loss += loss_mean * len(yb)
+                if len(yb):
+                    correct += int((model.objective.logits(z.detach()).argmax(1) == yb).sum())
                 seen += len(yb)
             bar.update(len(idx))
             if b % 20 == 0 or b == n_batches - 1:
@@ -219,10 +297,19 @@ class Trainer:
                                 img_s=f"{seen / max(elapsed, 1e-9):.0f}")
         bar.close()
         self.scheduler.step()
+        if world.active:
+            total_loss, correct_f, seen_f = world.all_sum([total_loss, float(correct), float(seen)])
+            correct, seen = int(correct_f), int(seen_f)
         elapsed = time.perf_counter() - start
         return {"epoch": epoch + 1, "train_loss": total_loss / max(seen, 1), "train_acc": correct / max(seen, 1),
                 "lr": self.optimizer.param_groups[0]["lr"], "time_s": elapsed,
                 "images_per_s": seen / max(elapsed, 1e-9)}
+
+
+def _example_seeds(seed: int, epoch: int, indices: Tensor) -> Tensor:
+    """A seed per training example and epoch for adversarial training under DDP (independent of the rank)."""
+    base = int(stream_generator(seed, epoch, ADVERSARIAL).initial_seed())
+    return (indices.long() * 0x5851F42D4C957F2D + base) & 0x3FFFFFFFFFFFFFFF
 
 
 def _json_line(row: dict[str, Any]) -> str:

@@ -25,8 +25,9 @@ test: setup
 	$(PY) -m mypy src/robustloss
 	$(PY) -m pytest -q
 
+# every benchmark once, at its default size (each under ~2 min); see BENCHMARKS.md
 bench: setup
-	$(PY) benchmarks/run_all.py
+	for f in benchmarks/bench_*.py; do echo "== $$f"; $(PY) $$f || exit 1; done
 
 clean:
 	rm -rf $(VENV) results .pytest_cache .hypothesis

@@ -84,11 +84,6 @@ class APGD(IterativeAttack):
                                 f"({'targeted' if targets is not None else 'untargeted'}), the model has {classes}")
         return super().perturb(x, labels, targets)
 
-    def _loss(self, x: Tensor, labels: Tensor, targets: Tensor | None) -> tuple[Tensor, Tensor]:
-        """Forward only: (per-example loss, logits)."""
-        out = self.forward(x)
-        return self.loss_fn(out, labels, targets).detach(), out.logits.detach()
-
     def run_restart(self, x: Tensor, labels: Tensor, targets: Tensor | None) -> tuple[Tensor, Tensor]:
         n = x.shape[0]
         shape = (-1,) + (1,) * (x.dim() - 1)
@@ -127,7 +122,7 @@ class APGD(IterativeAttack):
                 x_new = proj(x_cur + a * (z - x_cur) + (1 - a) * (x_cur - x_prev))
             last = k == self.steps - 1
             if last:  # the last iterate needs no gradient: `steps` gradient evaluations in all, as PGD
-                loss_new, logits = self._loss(x_new, labels, targets)
+                loss_new, logits = self.loss_and_logits(x_new, labels, targets)
                 grad_new = grad
             else:
                 loss_new, logits, grad_new = self.loss_and_grad(x_new, labels, targets)
@@ -152,6 +147,6 @@ class APGD(IterativeAttack):
                 increases.zero_()
 
         if self.final_iterate:
-            return x_cur, self.is_adversarial(self._loss(x_cur, labels, targets)[1], labels, targets)
+            return x_cur, self.is_adversarial(self.loss_and_logits(x_cur, labels, targets)[1], labels, targets)
         found[~fooled] = x_best[~fooled]
         return found, fooled

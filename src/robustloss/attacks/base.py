@@ -190,6 +190,11 @@ class Attack:
             (grad,) = torch.autograd.grad(loss.sum(), x)
         return loss.detach(), out.logits.detach(), grad.detach()
 
+    def loss_and_logits(self, x: Tensor, labels: Tensor, targets: Tensor | None) -> tuple[Tensor, Tensor]:
+        """One forward, no backward: (per-example loss, logits)."""
+        out = self.forward(x)
+        return self.loss_fn(out, labels, targets).detach(), out.logits.detach()
+
     def is_adversarial(self, logits: Tensor, labels: Tensor, targets: Tensor | None) -> Tensor:
         """Success per example: misclassified (untargeted) or the target predicted (targeted)."""
         pred = logits.argmax(dim=1)

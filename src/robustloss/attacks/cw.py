@@ -8,6 +8,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from robustloss.attacks.adam import Adam
 from robustloss.attacks.base import Attack
 from robustloss.attacks.losses import AttackLoss
 from robustloss.errors import UserError, check_int, check_range
@@ -22,7 +23,8 @@ class CarliniWagnerL2(Attack):
     r"""C&W-L2: the minimum-L2 adversarial example per input, found by optimisation.
 
     For every example, with the change of variables ``x' = lo + (hi - lo) (tanh(w) + 1) / 2``
-    (so ``x'`` always lies in the bounds), minimise with Adam over ``w``::
+    (so ``x'`` always lies in the bounds), minimise with Adam
+    (:class:`~robustloss.attacks.adam.Adam`) over ``w``::
 
         ||x' - x||_2^2 + c * f(x'),     f(x') = max(-m(x'), -kappa)
 
@@ -145,10 +147,8 @@ class CarliniWagnerL2(Attack):
         ``where`` maps the rows of ``x`` to rows of ``best``.  Returns whether any
         iterate succeeded, per row of ``x``.
         """
-        beta1, beta2, adam_eps = 0.9, 0.999, 1e-8
         w = self.to_tanh(x)
-        m = torch.zeros_like(w)
-        v = torch.zeros_like(w)
+        adam = Adam(w, self.lr)
         found = torch.zeros(x.shape[0], dtype=torch.bool, device=x.device)
         prev = torch.full((x.shape[0],), math.inf, device=x.device, dtype=torch.float64)
         active = torch.arange(x.shape[0], device=x.device)
@@ -174,14 +174,7 @@ class CarliniWagnerL2(Attack):
             better = ok & (sq.to(torch.float64) < best_sq[rows])
             best_sq[rows[better]] = sq[better].to(torch.float64)
             best[rows[better]] = xa[better]
-            # Adam descent step (elementwise, so per example); all active rows share the step count
-            step = it + 1
-            g = grad.detach()
-            m[active] = beta1 * m[active] + (1 - beta1) * g
-            v[active] = beta2 * v[active] + (1 - beta2) * g * g
-            m_hat = m[active] / (1 - beta1 ** step)
-            v_hat = v[active] / (1 - beta2 ** step)
-            w[active] = w[active] - self.lr * m_hat / (v_hat.sqrt() + adam_eps)
+            w[active] = w[active] - adam.step(active, grad.detach())     # Adam descent step, per example
             if self.abort_early and it % check_every == 0:
                 l64 = loss.to(torch.float64)
                 p = prev[active]

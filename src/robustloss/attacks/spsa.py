@@ -8,6 +8,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from robustloss.attacks.adam import Adam
 from robustloss.attacks.base import Attack
 from robustloss.attacks.losses import AttackLoss
 from robustloss.errors import UserError, check_int, check_range
@@ -23,9 +24,9 @@ class SPSA(Attack):
 
         g = 1/P sum_i (L(x_t + delta v_i) - L(x_t - delta v_i)) / (2 delta) * v_i,   P = samples / 2
 
-    then takes an Adam *ascent* step of learning rate ``lr`` on the perturbation
-    and projects onto the L-inf ball of radius ``eps`` around ``x`` and onto the
-    bounds.  An example stops as soon as an iterate fools the model (checked
+    then takes an Adam *ascent* step (:class:`~robustloss.attacks.adam.Adam`) of
+    learning rate ``lr`` on the perturbation and projects onto the L-inf ball of
+    radius ``eps`` around ``x`` and onto the bounds.  An example stops as soon as an iterate fools the model (checked
     with one extra evaluation per step, as Uesato et al.'s early stopping) and
     that iterate is returned; otherwise the last iterate.  The probes
     ``x_t +- delta v`` are not clipped to the bounds (they are only evaluated).
@@ -95,23 +96,17 @@ class SPSA(Attack):
             out[sl] = self.run_group(x[sl], labels[sl], t, seeds[sl], per_forward)
         return out
 
-    def loss(self, x: Tensor, labels: Tensor, targets: Tensor | None) -> tuple[Tensor, Tensor]:
-        out = self.forward(x)
-        return self.loss_fn(out, labels, targets), out.logits
-
     def run_group(self, x: Tensor, labels: Tensor, targets: Tensor | None, seeds: list[int],
             per_forward: int) -> Tensor:
         """SPSA on a small group of examples evaluated together (at most ``chunk`` inputs a forward)."""
-        beta1, beta2, adam_eps = 0.9, 0.999, 1e-8
         gens = [torch.Generator().manual_seed(s) for s in seeds]
         pairs = self.samples // 2
         shape = x.shape[1:]
         x_adv = x.clone()
-        m = torch.zeros_like(x)
-        v = torch.zeros_like(x)
-        _, logits = self.loss(x_adv, labels, targets)
+        adam = Adam(x, self.lr)
+        _, logits = self.loss_and_logits(x_adv, labels, targets)
         active = (~self.is_adversarial(logits, labels, targets)).nonzero().squeeze(1).tolist()
-        for step in range(1, self.steps + 1):
+        for _ in range(self.steps):
             if not active:
                 break
             grad = torch.zeros((len(active), *shape), dtype=torch.float64, device=x.device)
@@ -124,20 +119,15 @@ class SPSA(Attack):
                 dirs = (dirs * 2 - 1).to(device=x.device, dtype=x.dtype)         # (A, k, *shape)
                 probe = self.delta * dirs
                 batch = torch.cat([xa[:, None] + probe, xa[:, None] - probe], dim=1)  # (A, 2k, *shape)
-                vals, _ = self.loss(batch.flatten(0, 1), la.repeat_interleave(2 * k),
-                                    None if ta is None else ta.repeat_interleave(2 * k))
+                vals, _ = self.loss_and_logits(batch.flatten(0, 1), la.repeat_interleave(2 * k),
+                                               None if ta is None else ta.repeat_interleave(2 * k))
                 vals = vals.view(len(active), 2 * k).to(torch.float64)
                 diff = (vals[:, :k] - vals[:, k:]) / (2 * self.delta)           # (A, k)
                 grad += torch.einsum("ak,ak...->a...", diff, dirs.to(torch.float64))
-            g = (grad / pairs).to(x.dtype)
-            m[active] = beta1 * m[active] + (1 - beta1) * g
-            v[active] = beta2 * v[active] + (1 - beta2) * g * g
-            m_hat = m[active] / (1 - beta1 ** step)
-            v_hat = v[active] / (1 - beta2 ** step)
-            new = xa + self.lr * m_hat / (v_hat.sqrt() + adam_eps)
+            new = xa + adam.step(active, (grad / pairs).to(x.dtype))          # Adam ascent step, per example
             new = self.clamp(x[active] + (new - x[active]).clamp(-self.eps, self.eps))
             x_adv[active] = new
-            _, logits = self.loss(new, la, ta)
+            _, logits = self.loss_and_logits(new, la, ta)
             fooled = self.is_adversarial(logits, la, ta).tolist()
             active = [i for i, f in zip(active, fooled) if not f]
         return x_adv

@@ -287,7 +287,7 @@ def test_tuple_options_reach_the_attack() -> None:
     (("--attack", "fgsm:eps=true"), "option eps='true': expected a number"),
     (("--attack", "fgsm:eps=0.1,targeted=2"), "option targeted='2': expected true or false"),
     (("--seed", str(2**70)), "argument --seed: must be an integer in [0, 2**63 - 1]"),
-    (("--n", "0"), "argument --n: must be an integer >= 1, got 0"),
+    (("--n", "0"), "argument --n/--num-points: must be an integer >= 1, got 0"),
     (("--batch-size", "-3"), "argument --batch-size: must be an integer >= 1, got -3"),
     (("--name", ""), "argument --name: must not be empty"),
 ])

@@ -22,6 +22,14 @@ def unknown_choice(kind: str, name: str, valid: Iterable[str]) -> UserError:
     return UserError(f"unknown {kind} '{name}'; valid choices: {choices}")
 
 
+def check_choice(kind: str, value: object, valid: Iterable[str]) -> str:
+    """Return ``value`` if it is one of ``valid``, else the standard :func:`unknown_choice` error."""
+    choices = list(valid)
+    if not isinstance(value, str) or value not in choices:
+        raise unknown_choice(kind, str(value), choices)
+    return value
+
+
 def check_range(name: str, value: object, *, low: float | None = None, high: float | None = None,
                 low_inclusive: bool = True, high_inclusive: bool = True) -> float:
     """Return ``value`` as a float if it is a real number in the given interval, else raise :class:`UserError`.

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from robustloss.errors import check_range, unknown_choice
+from robustloss.errors import check_choice, check_range
 from robustloss.objectives.base import Objective
 
 NORMALIZE: tuple[str, ...] = ("logits", "features")
@@ -45,9 +45,7 @@ class ISCE(Objective):
         super().__init__(num_classes, feature_dim)
         self.s = check_range("s", s, low=1.0)
         self.m = check_range("m", m, low=0.0)
-        if normalize not in NORMALIZE:
-            raise unknown_choice("normalize", normalize, NORMALIZE)
-        self.normalize = normalize
+        self.normalize = check_choice("normalize", normalize, NORMALIZE)
         self.head = nn.Linear(feature_dim, num_classes)
 
     def normalized_logits(self, z: Tensor) -> Tensor:

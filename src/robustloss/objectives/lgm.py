@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from robustloss.errors import check_range, unknown_choice
+from robustloss.errors import check_choice, check_range
 from robustloss.objectives.base import Objective
 
 COVARIANCES: tuple[str, ...] = ("identity", "diagonal")
@@ -46,9 +46,7 @@ class LGM(Objective):
         super().__init__(num_classes, feature_dim)
         self.alpha = check_range("alpha", alpha, low=0.0)
         self.lam = check_range("lam", lam, low=0.0)
-        if covariance not in COVARIANCES:
-            raise unknown_choice("covariance", covariance, COVARIANCES)
-        self.covariance = covariance
+        self.covariance = check_choice("covariance", covariance, COVARIANCES)
         self.means = nn.Parameter(torch.randn(num_classes, feature_dim))
         if covariance == "diagonal":
             self.log_var = nn.Parameter(torch.zeros(num_classes, feature_dim))

@@ -236,6 +236,15 @@ def pyplot() -> Any:
     return plt
 
 
+def label_axes(ax: Any, xlabel: str, ylabel: str, title: str) -> None:
+    """Axis labels, title, a light grid and a small legend: the house style of every recipe's line plots."""
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+
+
 # ----------------------------------------------------------------------------------------------- reports
 def pct(value: float | None) -> str:
     """An accuracy in [0, 1] as a percentage with one decimal (``-`` when missing)."""

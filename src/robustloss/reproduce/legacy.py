@@ -14,7 +14,7 @@ from typing import Any
 
 from robustloss.evaluation.report import results_table
 from robustloss.evaluation.suite import SUITES
-from robustloss.reproduce.framework import Claim, Context, Outcome, Recipe, pyplot
+from robustloss.reproduce.framework import Claim, Context, Outcome, Recipe, label_axes, pyplot
 from robustloss.reproduce.papers import Paper
 from robustloss.reproduce.papers.pc_paper import PC_PAPER
 from robustloss.training.config import TrainConfig
@@ -70,11 +70,7 @@ def _table_recipe(name: str, title: str, experiments: tuple[str, ...], runs: dic
             curves[label] = {"eps": eps, "lowest_attack": [by_eps[e] for e in eps]}
             ax.plot(eps, [100 * by_eps[e] for e in eps], marker="o", ms=3, color=plt.get_cmap("tab20")(i % 20),
                     label=label)
-        ax.set_xlabel("L-inf eps")
-        ax.set_ylabel("accuracy (%): lowest single attack at each eps")
-        ax.set_title(f"{name} ({ctx.scale} scale)")
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
+        label_axes(ax, "L-inf eps", "accuracy (%): lowest single attack at each eps", f"{name} ({ctx.scale} scale)")
         ctx.figure(fig, "robustness_curve")
         models = {label: {"columns": {"clean": r["clean_accuracy"],
                                       **{a["label"]: a["robust_accuracy"] for a in r["attacks"]}}, "run": r["run"]}

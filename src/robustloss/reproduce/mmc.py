@@ -30,7 +30,7 @@ from robustloss import datasets
 from robustloss.centers import mm_centers
 from robustloss.evaluation.report import markdown_table
 from robustloss.evaluation.suite import AttackSpec
-from robustloss.reproduce.framework import Claim, Context, Outcome, Recipe, pct, pyplot
+from robustloss.reproduce.framework import Claim, Context, Outcome, Recipe, label_axes, pct, pyplot
 from robustloss.reproduce.papers.mmc_paper import MMC_PAPER, T1_ROWS
 from robustloss.training.config import AdversarialConfig, TrainConfig
 
@@ -320,11 +320,8 @@ def _t1_run(ctx: Context) -> Outcome:
     for i, (row, info) in enumerate(models.items()):
         ax.plot(steps, [100 * info["columns"][k] for k in keys], marker="o", ms=3, color=colours(i), label=row)
     ax.set_xscale("log")
-    ax.set_xlabel("PGD steps (untargeted, adaptive)")
-    ax.set_ylabel("accuracy (%)")
-    ax.set_title(f"PGD convergence at eps={s.eps[0]:.4g} ({ctx.scale} scale)")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
+    label_axes(ax, "PGD steps (untargeted, adaptive)", "accuracy (%)",
+               f"PGD convergence at eps={s.eps[0]:.4g} ({ctx.scale} scale)")
     ctx.figure(fig, "pgd_convergence")
 
     deviations = []

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -9,8 +10,27 @@ import torch
 
 from robustloss import datasets
 from robustloss.classifier import Classifier
-from robustloss.training import TrainConfig, train_run
+from robustloss.training import AdversarialConfig, TrainConfig, train_run
 
+#: the shared reference files (the papers' authors' center files, ...) sit next to the checkout
+SHARED = Path(__file__).resolve().parents[1].parent / "shared"
+
+
+def in_ci() -> bool:
+    """``True`` when the environment variable ``CI`` is set (``.ci/run`` sets ``CI=1``)."""
+    return os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no")
+
+
+def shared_file(relative: str) -> Path:
+    """``<repo root>/../shared/<relative>``; a test needing it is skipped when it is absent - except in CI,
+    where it fails (a CI run must not pass by skipping the comparisons against the reference files)."""
+    path = SHARED / relative
+    if not path.is_file():
+        message = f"reference file {path} not found (expected in the shared folder next to the checkout)"
+        if in_ci():
+            pytest.fail(f"{message}; CI must provide it")
+        pytest.skip(message)
+    return path
 
 # Small models gain little from intra-op threads, and several test processes on a
 # 2-core machine oversubscribe badly with them; one thread keeps timings stable.
@@ -18,10 +38,10 @@ torch.set_num_threads(1)
 
 
 def _train(tmp: Path, objective: str, model: str = "lenet5", lr: float = 0.01, epochs: int = 2,
-           **options: object) -> Classifier:
+           adversarial: AdversarialConfig | None = None, name: str | None = None, **options: object) -> Classifier:
     config = TrainConfig(dataset="mnist", model=model, objective=objective, objective_options=dict(options),
-                         epochs=epochs, batch_size=64, train_limit=6000, seed=0, lr=lr)
-    return train_run(config, tmp / f"{model}-{objective}", progress=False, device="cpu")
+                         epochs=epochs, batch_size=64, train_limit=6000, seed=0, lr=lr, adversarial=adversarial)
+    return train_run(config, tmp / (name or f"{model}-{objective}"), progress=False, device="cpu")
 
 
 def run_cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:

@@ -43,8 +43,9 @@ SUBSTITUTE = "<substitute>"   # placeholder for a second tiny model (transfer at
 
 #: name -> small, fast parameters.  ``zero``: parameters that must return the input
 #: unchanged (default ``{"eps": 0.0}`` when the attack has an ``eps``; ``None``: no such
-#: setting - a minimum-norm attack, checked on already misclassified inputs instead).  ``keeps_hits``: the attack returns, for every example, a fooling point
-#: whenever one of the points it evaluated on the attacked model fooled it.
+#: setting - a minimum-norm attack, checked on already misclassified inputs instead).
+#: ``keeps_hits``: the attack returns, for every example, a fooling point whenever one of
+#: the points it evaluated on the attacked model fooled it.
 FAST: dict[str, dict[str, Any]] = {
     "apgd": {"params": {"eps": 0.1, "steps": 3}, "keeps_hits": True},
     "bim": {"params": {"eps": 0.1, "steps": 3}, "keeps_hits": True},

@@ -223,9 +223,9 @@ def test_transfer_matrix(setup: Setup) -> None:
 def test_ce_gradient_vanishes_on_mmc_but_adaptive_does_not(setup: Setup) -> None:
     """Softmax CE on MMC logits (-||z - mu_l||^2 / 2, margins ~30-120) saturates in float32.
 
-    Measured: the CE input gradient is exactly 0 at 29.5% (17% for a fixture
-    trained with 2 threads) of the clean points, the adaptive loss L_MMC(z, y)
-    gradient at none.
+    Measured: the CE input gradient is exactly 0 at 22% (avx2), 24% (ATEN_CPU_CAPABILITY=default),
+    18% (fixture trained with 2 threads), 35.5% / 57% (train seeds 1 / 2) of the clean points, the
+    adaptive loss L_MMC(z, y) gradient at none.
     """
     x = setup.x.clone().requires_grad_(True)
     (ce,) = torch.autograd.grad(nn.functional.cross_entropy(setup.mmc(x), setup.y, reduction="sum"), x)
@@ -235,22 +235,36 @@ def test_ce_gradient_vanishes_on_mmc_but_adaptive_does_not(setup: Setup) -> None
 
 
 def test_adaptive_loss_beats_ce_against_mmc_untargeted(setup: Setup) -> None:
-    """Untargeted PGD, eps 0.3, 40 steps of 0.01 (seed 000 Sec. 4.2 MNIST setting), random-start seeds 0 and 1.
+    """Untargeted PGD, eps 0.3, 40 steps of 0.01 (seed 000 Sec. 4.2 MNIST setting).
 
     The adaptive loss ``L_MMC(z, y)`` (seed 000 App. B.4) beats softmax CE on the
-    MMC logits, and the whole gain is on the points where CE's gradient is exactly
-    zero (saturated softmax, see the test above).  Measured on two MMC fixtures
-    (trained with 1 / 2 torch threads): adaptive 0.07, 0.075 / 0.02, 0.03 vs CE
-    0.09, 0.105 / 0.04, 0.035; on the zero-CE-gradient points adaptive 0.24, 0.25 /
-    0.12, 0.18 vs CE 0.31, 0.36 / 0.24, 0.21; elsewhere both 0.0.
-    The gain is small and does NOT hold everywhere: not with 10 steps (eps 0.3:
-    adaptive 0.47 vs CE 0.43, 500 points), not reliably at eps 0.2 (0.115, 0.11
-    vs 0.12, 0.095 on the second fixture), and not in targeted mode (eps 0.3:
-    adaptive 0.095, 0.105 vs CE 0.09, 0.105 on the first fixture).
+    MMC logits where CE's gradient is exactly zero (saturated softmax, see the test
+    above).  Without a random start this is categorical: PGD-CE cannot move from
+    such a point at all (every step is 0), the adaptive loss moves every point and
+    fools some of them - measured 9 of 44 saturated points (avx2), 7 of 48
+    (ATEN_CPU_CAPABILITY=default), 9 of 36 (fixture trained with 2 threads),
+    9 of 77 / 17 of 71 (train seed 1, default / avx2); PGD-CE fools none.
+
+    With random starts (seeds 0 and 1) the gain is small and NOT strict on every
+    fixture: robust points summed over both seeds, adaptive vs CE, measured 10 vs 15
+    (avx2), 15 vs 29 (default), 14 vs 14 (2 threads), 26 vs 38 / 44 vs 57 (train
+    seed 1), 92 vs 117 (train seed 2).  It does not hold with 10 steps either (eps
+    0.3: adaptive 0.47 vs CE 0.43, 500 points), nor reliably at eps 0.2, nor in
+    targeted mode (eps 0.3: adaptive 0.095, 0.105 vs CE 0.09, 0.105 on an older fixture).
     """
     x = setup.x.clone().requires_grad_(True)
     (grad,) = torch.autograd.grad(nn.functional.cross_entropy(setup.mmc(x), setup.y, reduction="sum"), x)
     saturated = grad.flatten(1).abs().amax(dim=1) == 0
+    assert int(saturated.sum()) >= 20                                   # measured 36-77 of 200
+    fooled = {}
+    for loss in ("adaptive", "ce"):
+        attack = ATTACKS.build("pgd", {"eps": 0.3, "steps": 40, "step_size": 0.01, "loss": loss,
+                                       "random_start": False}, model=setup.mmc)
+        with torch.no_grad():
+            fooled[loss] = setup.mmc(attack(setup.x, setup.y)).argmax(dim=1) != setup.y
+    assert int(fooled["ce"][saturated].sum()) == 0
+    assert int(fooled["adaptive"][saturated].sum()) >= 4                # measured 7-17
+
     robust = {"adaptive": torch.zeros(N), "ce": torch.zeros(N)}
     for loss in robust:
         for seed in (0, 1):
@@ -258,12 +272,12 @@ def test_adaptive_loss_beats_ce_against_mmc_untargeted(setup: Setup) -> None:
                                    model=setup.mmc)
             with torch.no_grad():
                 robust[loss] += (setup.mmc(attack(setup.x, setup.y)).argmax(dim=1) == setup.y).float()
-    assert robust["adaptive"].sum() < robust["ce"].sum()
-    assert robust["adaptive"][saturated].sum() < robust["ce"][saturated].sum()
+    assert robust["adaptive"].sum() <= robust["ce"].sum()
 
 
 def test_adaptive_margin_loss_much_stronger_than_ce_against_mmc(setup: Setup) -> None:
-    """The form-2 adaptive loss (C&W margin on -L_MMC), untargeted: measured 0.0 vs CE 0.09 / 0.04 (eps 0.3, 40 steps).
+    """The form-2 adaptive loss (C&W margin on -L_MMC), untargeted (eps 0.3, 40 steps): measured 0.0 on every
+    fixture vs CE 0.035 (avx2), 0.075 (default), 0.085 / 0.28 (train seeds 1 / 2).
 
     Not in targeted mode (eps 0.3: margin 0.12 vs CE 0.09).
     """

@@ -44,6 +44,29 @@ def _train(tmp: Path, objective: str, model: str = "lenet5", lr: float = 0.01, e
     return train_run(config, tmp / (name or f"{model}-{objective}"), progress=False, device="cpu")
 
 
+def near_tie(logits: torch.Tensor) -> torch.Tensor:
+    """Per row: are the two largest logits within float noise of each other?
+
+    There the predicted class of one input may differ between evaluations in
+    batches of other sizes (CPU kernels round differently, ~1e-6 relative; e.g.
+    ``nn.Linear`` below / from 16 rows under AVX-512), so a success an attack saw
+    on its own batch need not reproduce when the test re-evaluates the point.
+    Tolerance: 1e-5 of the largest logit magnitude (~10x the noise).
+    """
+    top2 = logits.topk(2, dim=1).values
+    return top2[:, 0] - top2[:, 1] <= 1e-5 * (1 + logits.abs().amax(dim=1))
+
+
+def hits(model: torch.nn.Module, x_adv: torch.Tensor, labels: torch.Tensor,
+         targets: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(hit, tie)`` per example: ``x_adv`` fools ``model`` (is classified as the target, if given), and
+    whether that verdict is within float noise (:func:`near_tie`) - so may differ from the attack's own."""
+    with torch.no_grad():
+        logits = model(x_adv)
+    pred = logits.argmax(dim=1)
+    return (pred != labels if targets is None else pred == targets), near_tie(logits)
+
+
 def run_cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
     """Run the ``robustloss`` command in-process: (exit code, stdout, stderr)."""
     from robustloss.cli import main

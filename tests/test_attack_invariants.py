@@ -37,6 +37,8 @@ from robustloss.errors import UserError
 from robustloss.models import LeNet5
 from robustloss.objectives import MMC, SCE
 
+from conftest import hits
+
 CLASSES = 10
 SHAPE = (1, 16, 16)
 SUBSTITUTE = "<substitute>"   # placeholder for a second tiny model (transfer attacks)
@@ -213,8 +215,10 @@ def test_attack_invariants(name: str, data_seed: int, n: int, objective: str, ep
     if hasattr(attack, "eps") and not attack.minimum_norm:
         dist = lp_norm(x_adv - x, getattr(attack, "norm", "linf"))
         assert bool((dist <= attack.eps * (1 + 1e-5) + 1e-6).all()), f"{name}: left the eps ball: {dist} > {attack.eps}"
-    # reported successes are real (targeted: hits on the given target)
-    fooled = predict(model, x_adv) == targets if targets is not None else predict(model, x_adv) != y
+    # reported successes are real (targeted: hits on the given target), up to float noise at the decision
+    # boundary (the attack evaluated the point in a batch of another size; see conftest.near_tie)
+    hit, tie = hits(model, x_adv, y, targets)
+    fooled = hit | tie
     if attack.minimum_norm and attack.distortion is not None and (targets is not None or not targeted):
         assert bool(fooled[torch.isfinite(attack.distortion)].all()), f"{name}: reported a success that is not one"
     success = getattr(attack, "success", None)   # attacks that report per-example success (e.g. SimBA)

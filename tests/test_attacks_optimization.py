@@ -24,6 +24,8 @@ from robustloss.attacks.base import random_targets
 from robustloss.classifier import Classifier
 from robustloss.errors import UserError
 
+from conftest import hits
+
 #: a reduced C&W budget for tests (defaults: 9 x 1000 iterations, lr 0.005, c0 0.01)
 CW_FAST = {"steps": 100, "search_steps": 3, "initial_const": 10.0, "lr": 0.05}
 
@@ -87,7 +89,8 @@ def test_cw_untargeted_finds_small_exact_distortions(sce_model: Classifier, mnis
     assert float(ok.float().mean()) >= 0.95
     # measured 1.64 (avx2) / 1.78 (ATEN_CPU_CAPABILITY=default); train seeds 1, 2: 1.67-1.70, 1.66
     assert float(d[ok].mean()) < 2.5                               # (MNIST pixels in [0, 1]; margin >= 0.7)
-    assert bool((predict(sce_model, x_adv)[ok] != y[ok]).all())
+    hit, tie = hits(sce_model, x_adv, y)                           # C&W returns points right at the boundary
+    assert bool((hit | tie)[ok].all())
     # the reported distortion is exactly that of the returned point; failures are returned unchanged
     assert torch.allclose(d[ok], l2(x_adv - x)[ok], atol=1e-5)
     assert torch.equal(x_adv[~ok], x[~ok]) and bool(torch.isinf(d[~ok]).all())
@@ -126,7 +129,8 @@ def test_cw_targeted_hits_the_target(sce_model: Classifier, mnist_test: tuple[Te
     x_adv = attack(x, y, targets)
     ok = torch.isfinite(attack.distortion)
     assert float(ok.float().mean()) >= 0.8   # measured 1.0 (avx2, default); train seeds 1, 2: 0.9-0.93, 0.97
-    assert bool((predict(sce_model, x_adv)[ok] == targets[ok]).all())
+    hit, tie = hits(sce_model, x_adv, y, targets)
+    assert bool((hit | tie)[ok].all())
     assert torch.allclose(attack.distortion[ok], l2(x_adv - x)[ok], atol=1e-5)
     # a target is harder to reach than any wrong class
     untargeted = CarliniWagnerL2(sce_model, **CW_FAST)
@@ -145,7 +149,8 @@ def test_cw_mmc_adaptive_margin_equals_logit_margin(mmc_model: Classifier, mnist
     assert torch.equal(x_a, x_p) and torch.equal(adaptive.distortion, plain.distortion)
     ok = torch.isfinite(adaptive.distortion)
     assert float(ok.float().mean()) >= 0.9
-    assert bool((predict(mmc_model, x_a)[ok] != y[ok]).all())
+    hit, tie = hits(mmc_model, x_a, y)
+    assert bool((hit | tie)[ok].all())
 
 
 @pytest.mark.parametrize("bad", [{"steps": 0}, {"search_steps": 0}, {"initial_const": 0.0}, {"lr": -1.0},
@@ -176,8 +181,8 @@ def test_spsa_targeted_reaches_targets(sce_model: Classifier, mnist_test: tuple[
     x, y = correct_points(sce_model, mnist_test, 30)
     targets = random_targets(y, 10, torch.Generator().manual_seed(2))
     x_adv = SPSA(sce_model, 0.3, steps=20, samples=64, lr=0.1, targeted=True)(x, y, targets)
-    hits = predict(sce_model, x_adv) == targets
-    assert float(hits.float().mean()) >= 0.2   # measured 0.37 (avx2, default); train seeds 1, 2: 0.47, 0.6
+    reached = predict(sce_model, x_adv) == targets
+    assert float(reached.float().mean()) >= 0.2   # measured 0.37 (avx2, default); train seeds 1, 2: 0.47, 0.6
 
 
 class RowByRow(nn.Module):
@@ -292,7 +297,8 @@ def test_deepfool_fools_nearly_all_with_small_perturbations(sce_model: Classifie
     d = attack.distortion
     ok = torch.isfinite(d)
     assert float(ok.float().mean()) >= 0.95
-    assert bool((predict(sce_model, x_adv)[ok] != y[ok]).all())
+    hit, tie = hits(sce_model, x_adv, y)
+    assert bool((hit | tie)[ok].all())
     assert torch.allclose(d[ok], l2(x_adv - x)[ok], atol=1e-5)
     # measured 1.74 (avx2) / 1.90 (ATEN_CPU_CAPABILITY=default), 2.02 reported under AVX-512; fixtures
     # trained with 2 threads / train seeds 1, 2: 1.74 / 1.65-1.69, 1.46 (margin >= 0.58)
@@ -341,7 +347,8 @@ def test_simba_queries_within_budget_and_counted(sce_model: Classifier, mnist_te
     assert int(q.sum()) == sum(model.sizes) - 1    # every evaluated row is counted (1: the base's logits check)
     # a point that is not fooled used its whole budget (784 coordinates > 100 queries)
     assert bool((q[~attack.success] == 100).all())
-    assert torch.equal(attack.success, predict(sce_model, x_adv) != y)
+    hit, tie = hits(sce_model, x_adv, y)
+    assert bool(((attack.success == hit) | tie).all())
     assert float((x_adv - x).abs().max()) <= 0.2 + 1e-6
 
 
@@ -367,13 +374,14 @@ def test_simba_targeted_and_untargeted_semantics(sce_model: Classifier,
     targets = random_targets(y, 10, torch.Generator().manual_seed(4))
     attack = SimBA(sce_model, max_queries=2000, targeted=True)
     x_adv = attack(x, y, targets)
-    pred = predict(sce_model, x_adv)
-    assert torch.equal(attack.success, pred == targets)
+    hit, tie = hits(sce_model, x_adv, y, targets)
+    assert bool(((attack.success == hit) | tie).all())
     assert float(attack.success.float().mean()) >= 0.1   # measured 0.27 (avx2, default); seeds 1, 2: 0.2-0.37, 0.5
     assert int(attack.queries.max()) <= 2000
     untargeted = SimBA(sce_model, max_queries=2000)
     x_un = untargeted(x, y)
-    assert torch.equal(untargeted.success, predict(sce_model, x_un) != y)
+    hit, tie = hits(sce_model, x_un, y)
+    assert bool(((untargeted.success == hit) | tie).all())
     assert float(untargeted.success.float().mean()) > float(attack.success.float().mean())
 
 

@@ -206,7 +206,7 @@ def spsa_probes(model: nn.Module, x: Tensor, y: Tensor, delta: float, **options:
     """The points one SPSA step evaluates around ``x`` (at L-inf distance ``delta``), as sorted raw bytes."""
     recording = Recording(model)
     SPSA(recording, 0.3, steps=1, delta=delta, lr=0.1, loss="ce", **options)(x, y)
-    rows = torch.cat([torch.zeros(0, *x.shape[1:])] + [r for r in recording.rows])
+    rows = torch.cat(recording.rows)
     dist = (rows[:, None] - x[None]).flatten(2).abs().amax(dim=2)          # (rows, examples)
     probe = ((dist - delta).abs() < 1e-6).any(dim=1)
     return sorted(r.numpy().tobytes() for r in rows[probe])

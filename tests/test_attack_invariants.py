@@ -258,13 +258,17 @@ def test_zero_budget_returns_input(name: str, data_seed: int, objective: str, ta
     assert torch.equal(x_adv, x)
 
 
+#: budgets with which the minimum-norm attacks fool the tiny model (FAST's are too small to, mostly)
+MINIMUM_NORM_BUDGET: dict[str, dict[str, Any]] = {"deepfool": {"max_iter": 50}, "cw": {"steps": 50, "initial_const": 10.0}}
+
+
 @pytest.mark.parametrize("targeted", [False, True], ids=["untargeted", "targeted"])
 @pytest.mark.parametrize("name", ATTACKS.names())
 def test_other_input_bounds(name: str, targeted: bool) -> None:
     """Inputs in [-1, 1] with ``bounds=(-1, 1)``: outputs stay in those bounds and in the eps ball, and
     are not clamped to the default [0, 1] (the inputs lie mostly below 0)."""
     opts = options(name)
-    overrides: dict[str, Any] = {"bounds": (-1.0, 1.0)}
+    overrides: dict[str, Any] = {"bounds": (-1.0, 1.0), **MINIMUM_NORM_BUDGET.get(name, {})}
     if "eps" in opts:
         overrides["eps"] = 0.4
     if targeted and "targeted" in opts:
@@ -276,7 +280,11 @@ def test_other_input_bounds(name: str, targeted: bool) -> None:
     y = predict(model, x)
     attack = build(name, model, **overrides)
     x_adv = attack(x, y)
+    assert not torch.equal(x_adv, x), f"{name}: did not attack"
+    if attack.minimum_norm:     # measured (avx2 and default kernels): 6 of 6 fooled; C&W targeted 2 of 6
+        assert bool(torch.isfinite(attack.distortion).any()), f"{name}: no success"
     assert float(x_adv.min()) >= -1.0 and float(x_adv.max()) <= 1.0, f"{name}: output outside [-1, 1]"
+    # 97% of the input pixels are < 0; measured 76-98% of the output pixels (FGSM lowest)
     assert float((x_adv < 0).float().mean()) > 0.5, f"{name}: output clamped to [0, 1]"
     if hasattr(attack, "eps") and not attack.minimum_norm:
         dist = lp_norm(x_adv - x, getattr(attack, "norm", "linf"))

@@ -259,7 +259,8 @@ def test_zero_budget_returns_input(name: str, data_seed: int, objective: str, ta
 
 
 #: budgets with which the minimum-norm attacks fool the tiny model (FAST's are too small to, mostly)
-MINIMUM_NORM_BUDGET: dict[str, dict[str, Any]] = {"deepfool": {"max_iter": 50}, "cw": {"steps": 50, "initial_const": 10.0}}
+MINIMUM_NORM_BUDGET: dict[str, dict[str, Any]] = {"deepfool": {"max_iter": 50},
+                                                  "cw": {"steps": 50, "initial_const": 10.0}}
 
 
 @pytest.mark.parametrize("targeted", [False, True], ids=["untargeted", "targeted"])

@@ -5,9 +5,12 @@ Session fixtures (tests/conftest.py): LeNet-5 + SCE, LeNet-5 + MMC-10 and a
 200 test images.  Besides "the attack works", the checks are the
 gradient-masking criteria of seed 004 ("Identifying gradient masking"):
 iterative attacks beat one-step FGSM, and transfer attacks from a substitute
-are weaker than white-box ones.  Thresholds leave room for run-to-run
-variation of the fixtures (they are far from the measured values noted in the
-comments, all on these 200 points).
+are weaker than white-box ones.  Thresholds leave room for the variation of
+the fixtures between machines (CPU kernels and thread counts train slightly
+different weights): the comments give the values measured on these 200 points
+with the conftest fixtures on an AVX2 machine (native avx2 kernels and
+``ATEN_CPU_CAPABILITY=default``) and, as a stand-in for the larger changes other
+CPUs cause, with fixtures retrained with "train seeds" 1 and 2.
 """
 
 from __future__ import annotations
@@ -64,8 +67,8 @@ def attacked(model: nn.Module, s: Setup, name: str, **params: Any) -> float:
 
 
 # ------------------------------------------------------------------ white-box attacks on SCE
-WHITE_BOX = [  # eps = 0.3, 10 steps; measured (clean 0.99): BIM 0.065, PGD 0.0, MIM 0.05, APGD 0.0,
-    ("bim", {"steps": 10}),  # APGD-DLR 0.015, multi-target 0.0
+WHITE_BOX = [  # eps = 0.3, 10 steps; measured, largest over avx2 / default / train seeds 1, 2 (clean 0.97-0.99):
+    ("bim", {"steps": 10}),  # BIM 0.065, PGD 0.0, MIM 0.075, APGD 0.0, APGD-DLR 0.03, multi-target 0.005
     ("pgd", {"steps": 10, "step_size": 0.075}),
     ("mim", {"steps": 10}),
     ("apgd", {"steps": 10}),
@@ -86,11 +89,12 @@ def test_iterative_white_box_attacks_break_sce(setup: Setup, name: str, params: 
 
 def test_fgsm_hurts_sce(setup: Setup) -> None:
     clean = accuracy(setup.sce, setup.x, setup.y)
-    assert attacked(setup.sce, setup, "fgsm", eps=0.3) <= 0.4 * clean        # measured 0.215 (clean 0.99)
+    # measured 0.29 x clean (avx2), 0.20 x (default); train seeds 1, 2: 0.25 x, 0.05 x
+    assert attacked(setup.sce, setup, "fgsm", eps=0.3) <= 0.4 * clean
 
 
 def test_l2_attacks_hurt_sce(setup: Setup) -> None:
-    """L2, eps 3.0, 10 steps: measured PGD 0.045, APGD 0.025, FGSM 0.475 (clean 0.99)."""
+    """L2, eps 3.0, 10 steps: measured PGD 0.04, APGD 0.02 / 0.04, FGSM 0.44 / 0.45 (avx2 / default; clean 0.99)."""
     pgd = attacked(setup.sce, setup, "pgd", eps=3.0, norm="l2", steps=10, step_size=0.75)
     apgd = attacked(setup.sce, setup, "apgd", eps=3.0, norm="l2", steps=10)
     fgsm = attacked(setup.sce, setup, "fgsm", eps=3.0, norm="l2")
@@ -99,7 +103,8 @@ def test_l2_attacks_hurt_sce(setup: Setup) -> None:
 
 
 def test_iterative_attacks_beat_fgsm(setup: Setup) -> None:
-    """Seed 004 gradient-masking criterion (1); at eps = 0.2: FGSM 0.515, BIM 0.325, PGD 0.255, MIM 0.35."""
+    """Seed 004 gradient-masking criterion (1); at eps = 0.2 measured FGSM 0.52 / 0.5, BIM 0.335 / 0.32,
+    PGD 0.265 / 0.235, MIM 0.35 / 0.345 (avx2 / default; train seeds 1, 2: gaps to FGSM >= 0.14)."""
     fgsm = attacked(setup.sce, setup, "fgsm", eps=0.2)
     assert attacked(setup.sce, setup, "bim", eps=0.2, steps=10) < fgsm - 0.08
     assert attacked(setup.sce, setup, "pgd", eps=0.2, steps=10, step_size=0.05) < fgsm - 0.08
@@ -108,14 +113,16 @@ def test_iterative_attacks_beat_fgsm(setup: Setup) -> None:
 
 @pytest.mark.parametrize("eps", [0.15, 0.2])
 def test_apgd_ce_at_least_as_strong_as_pgd(setup: Setup, eps: float) -> None:
-    """Same 20 steps (measured: eps 0.15 APGD 0.455 / PGD 0.455; eps 0.2 APGD 0.17 / PGD 0.215)."""
+    """Same 20 steps; APGD minus PGD measured: eps 0.15: -0.015 (avx2), 0.0 (default); eps 0.2: -0.02, -0.035;
+    train seeds 1, 2: -0.02 to -0.005."""
     pgd = attacked(setup.sce, setup, "pgd", eps=eps, steps=20, step_size=eps / 4)
     apgd = attacked(setup.sce, setup, "apgd", eps=eps, steps=20, loss="ce")
     assert apgd <= pgd + 0.02
 
 
 def test_multitarget_at_least_as_strong_as_one_targeted_pgd(setup: Setup) -> None:
-    """eps 0.15, 10 steps (measured: multi-target 0.47, targeted PGD with random targets 0.765)."""
+    """eps 0.15, 10 steps (multi-target minus targeted PGD with random targets measured -0.295 (avx2), -0.32
+    (default), -0.37 and -0.405 (train seeds 1, 2))."""
     common = {"eps": 0.15, "steps": 10, "step_size": 0.0375}
     targeted = attacked(setup.sce, setup, "pgd", targeted=True, **common)
     assert attacked(setup.sce, setup, "multitarget", k=3, **common) <= targeted
@@ -169,19 +176,22 @@ def test_corruption_small_is_harmless_large_hurts(setup: Setup, name: str, optio
 # ------------------------------------------------------------------ transfer (seed 000 Sec. 4.4, Fig. 4)
 @pytest.mark.parametrize("attack", ["pgd", "mim"])
 def test_transfer_from_substitute_weaker_than_white_box(setup: Setup, attack: str) -> None:
-    """Seed 004 criterion (2).  eps 0.3, 10 steps: PGD white-box 0.0 / transfer 0.51; MIM 0.05 / 0.57."""
+    """Seed 004 criterion (2).  eps 0.3, 10 steps; transfer minus white-box accuracy measured: PGD 0.555
+    (avx2), 0.525 (ATEN_CPU_CAPABILITY=default), MIM 0.515, 0.53; with fixtures of train seeds 1, 2: PGD
+    0.38-0.39, 0.155, MIM 0.405, 0.23."""
     params: dict[str, Any] = {"eps": 0.3, "steps": 10}
     if attack == "pgd":
         params["step_size"] = 0.075
     white = attacked(setup.sce, setup, attack, **params)
     transfer = TransferAttack(setup.sce, setup.substitute, attack, **params)
     transferred = accuracy(setup.sce, transfer(setup.x, setup.y), setup.y)
-    assert transferred >= white + 0.2
-    assert transferred <= accuracy(setup.sce, setup.x, setup.y) - 0.2   # it does transfer
+    assert transferred >= white + 0.1
+    assert transferred <= accuracy(setup.sce, setup.x, setup.y) - 0.2   # it does transfer (measured >= 0.385)
 
 
 def test_transfer_uses_the_whole_trajectory(setup: Setup) -> None:
-    """Stopping at the first iterate that fools the substitute transfers badly (0.925 vs 0.51 at eps 0.3)."""
+    """Stopping at the first iterate that fools the substitute transfers badly (at eps 0.3, final minus first
+    iterate measured -0.33 (avx2), -0.405 (default); train seeds 1, 2: -0.485, -0.54)."""
     params = {"eps": 0.3, "steps": 10, "step_size": 0.075}
     final = TransferAttack(setup.sce, setup.substitute, "pgd", **params)
     first = TransferAttack(setup.sce, setup.substitute, "pgd", final_iterate=False, **params)
@@ -192,30 +202,32 @@ def test_transfer_uses_the_whole_trajectory(setup: Setup) -> None:
 def test_transfer_matrix(setup: Setup) -> None:
     """Crafted once per substitute, evaluated on every target; the diagonal is white-box.
 
-    Measured (MIM, eps 0.3, 10 steps, 200 points): cnn3->sce 0.57, cnn3->mmc 0.585, sce->sce 0.05,
-    sce->mmc 0.405.
+    MIM, eps 0.3, 10 steps, 100 points.
     """
     x, y = setup.x[:100], setup.y[:100]
     spec = "mim:eps=0.3,steps=10"
     matrix = transfer_matrix({"cnn3": setup.substitute, "sce": setup.sce}, {"sce": setup.sce, "mmc": setup.mmc},
                              x, y, spec, batch_size=64)
     assert set(matrix) == {("cnn3", "sce"), ("cnn3", "mmc"), ("sce", "sce"), ("sce", "mmc")}
-    assert all(0.0 <= v <= 1.0 for v in matrix.values())
-    # the same numbers as one TransferAttack per pair, and as the white-box attack on the diagonal
+    # the same numbers as one TransferAttack per pair (the diagonal: the white-box attack's final iterate),
+    # up to float noise from the other batching (measured: equal on every fixture below)
     for sub_name, sub in (("cnn3", setup.substitute), ("sce", setup.sce)):
-        attack = TransferAttack(setup.mmc, sub, "mim", eps=0.3, steps=10)
-        assert matrix[(sub_name, "mmc")] == pytest.approx(accuracy(setup.mmc, attack(x, y), y), abs=0.03)
-    assert matrix[("sce", "sce")] <= 0.15
-    assert matrix[("sce", "sce")] < matrix[("cnn3", "sce")] - 0.2   # white-box beats transfer
+        for target_name, target in (("sce", setup.sce), ("mmc", setup.mmc)):
+            attack = TransferAttack(target, sub, "mim", eps=0.3, steps=10)
+            assert matrix[(sub_name, target_name)] == pytest.approx(accuracy(target, attack(x, y), y), abs=0.03)
+    # measured sce->sce 0.1 (avx2), 0.05 (default); train seeds 1, 2: 0.04, 0.0.  The gap to cnn3->sce:
+    # 0.51 (avx2), 0.54 (default); train seeds 1, 2: 0.47, 0.26
+    assert matrix[("sce", "sce")] <= 0.2
+    assert matrix[("sce", "sce")] < matrix[("cnn3", "sce")] - 0.15   # white-box beats transfer
 
 
 # ------------------------------------------------------------------ adaptive vs CE against MMC
 def test_ce_gradient_vanishes_on_mmc_but_adaptive_does_not(setup: Setup) -> None:
     """Softmax CE on MMC logits (-||z - mu_l||^2 / 2, margins ~30-120) saturates in float32.
 
-    Measured: the CE input gradient is exactly 0 at 29.5% (17% for a fixture
-    trained with 2 threads) of the clean points, the adaptive loss L_MMC(z, y)
-    gradient at none.
+    Measured: the CE input gradient is exactly 0 at 22% (avx2), 24% (ATEN_CPU_CAPABILITY=default),
+    18% (fixture trained with 2 threads), 35.5% / 57% (train seeds 1 / 2) of the clean points, the
+    adaptive loss L_MMC(z, y) gradient at none.
     """
     x = setup.x.clone().requires_grad_(True)
     (ce,) = torch.autograd.grad(nn.functional.cross_entropy(setup.mmc(x), setup.y, reduction="sum"), x)
@@ -225,22 +237,36 @@ def test_ce_gradient_vanishes_on_mmc_but_adaptive_does_not(setup: Setup) -> None
 
 
 def test_adaptive_loss_beats_ce_against_mmc_untargeted(setup: Setup) -> None:
-    """Untargeted PGD, eps 0.3, 40 steps of 0.01 (seed 000 Sec. 4.2 MNIST setting), random-start seeds 0 and 1.
+    """Untargeted PGD, eps 0.3, 40 steps of 0.01 (seed 000 Sec. 4.2 MNIST setting).
 
     The adaptive loss ``L_MMC(z, y)`` (seed 000 App. B.4) beats softmax CE on the
-    MMC logits, and the whole gain is on the points where CE's gradient is exactly
-    zero (saturated softmax, see the test above).  Measured on two MMC fixtures
-    (trained with 1 / 2 torch threads): adaptive 0.07, 0.075 / 0.02, 0.03 vs CE
-    0.09, 0.105 / 0.04, 0.035; on the zero-CE-gradient points adaptive 0.24, 0.25 /
-    0.12, 0.18 vs CE 0.31, 0.36 / 0.24, 0.21; elsewhere both 0.0.
-    The gain is small and does NOT hold everywhere: not with 10 steps (eps 0.3:
-    adaptive 0.47 vs CE 0.43, 500 points), not reliably at eps 0.2 (0.115, 0.11
-    vs 0.12, 0.095 on the second fixture), and not in targeted mode (eps 0.3:
-    adaptive 0.095, 0.105 vs CE 0.09, 0.105 on the first fixture).
+    MMC logits where CE's gradient is exactly zero (saturated softmax, see the test
+    above).  Without a random start this is categorical: PGD-CE cannot move from
+    such a point at all (every step is 0), the adaptive loss moves every point and
+    fools some of them - measured 9 of 44 saturated points (avx2), 7 of 48
+    (ATEN_CPU_CAPABILITY=default), 9 of 36 (fixture trained with 2 threads),
+    9 of 77 / 17 of 71 (train seed 1, default / avx2); PGD-CE fools none.
+
+    With random starts (seeds 0 and 1) the gain is small and NOT strict on every
+    fixture: robust points summed over both seeds, adaptive vs CE, measured 10 vs 15
+    (avx2), 15 vs 29 (default), 14 vs 14 (2 threads), 26 vs 38 / 44 vs 57 (train
+    seed 1), 92 vs 117 (train seed 2).  It does not hold with 10 steps either (eps
+    0.3: adaptive 0.47 vs CE 0.43, 500 points), nor reliably at eps 0.2, nor in
+    targeted mode (eps 0.3: adaptive 0.095, 0.105 vs CE 0.09, 0.105 on an older fixture).
     """
     x = setup.x.clone().requires_grad_(True)
     (grad,) = torch.autograd.grad(nn.functional.cross_entropy(setup.mmc(x), setup.y, reduction="sum"), x)
     saturated = grad.flatten(1).abs().amax(dim=1) == 0
+    assert int(saturated.sum()) >= 20                                   # measured 36-77 of 200
+    fooled = {}
+    for loss in ("adaptive", "ce"):
+        attack = ATTACKS.build("pgd", {"eps": 0.3, "steps": 40, "step_size": 0.01, "loss": loss,
+                                       "random_start": False}, model=setup.mmc)
+        with torch.no_grad():
+            fooled[loss] = setup.mmc(attack(setup.x, setup.y)).argmax(dim=1) != setup.y
+    assert int(fooled["ce"][saturated].sum()) == 0
+    assert int(fooled["adaptive"][saturated].sum()) >= 4                # measured 7-17
+
     robust = {"adaptive": torch.zeros(N), "ce": torch.zeros(N)}
     for loss in robust:
         for seed in (0, 1):
@@ -248,12 +274,12 @@ def test_adaptive_loss_beats_ce_against_mmc_untargeted(setup: Setup) -> None:
                                    model=setup.mmc)
             with torch.no_grad():
                 robust[loss] += (setup.mmc(attack(setup.x, setup.y)).argmax(dim=1) == setup.y).float()
-    assert robust["adaptive"].sum() < robust["ce"].sum()
-    assert robust["adaptive"][saturated].sum() < robust["ce"][saturated].sum()
+    assert robust["adaptive"].sum() <= robust["ce"].sum()
 
 
 def test_adaptive_margin_loss_much_stronger_than_ce_against_mmc(setup: Setup) -> None:
-    """The form-2 adaptive loss (C&W margin on -L_MMC), untargeted: measured 0.0 vs CE 0.09 / 0.04 (eps 0.3, 40 steps).
+    """The form-2 adaptive loss (C&W margin on -L_MMC), untargeted (eps 0.3, 40 steps): measured 0.0 on every
+    fixture vs CE 0.035 (avx2), 0.075 (default), 0.085 / 0.28 (train seeds 1 / 2).
 
     Not in targeted mode (eps 0.3: margin 0.12 vs CE 0.09).
     """

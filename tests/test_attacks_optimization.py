@@ -3,6 +3,11 @@
 Reduced budgets keep the file fast (at most 50 points, C&W with 3 search steps x
 100 iterations); the attacks' defaults (seed 000 / 003 / 004 settings) are
 checked separately.
+
+Thresholds carry the values measured on the conftest fixtures (an AVX2 machine: its
+native avx2 kernels and ``ATEN_CPU_CAPABILITY=default``, which train slightly
+different fixtures) and, as a stand-in for the larger changes other CPUs cause
+(AVX-512), on fixtures retrained with "train seeds" 1 and 2.
 """
 
 from __future__ import annotations
@@ -18,6 +23,8 @@ from robustloss.attacks import ATTACKS, CarliniWagnerL2, DeepFool, SimBA, SPSA
 from robustloss.attacks.base import random_targets
 from robustloss.classifier import Classifier
 from robustloss.errors import UserError
+
+from conftest import hits
 
 #: a reduced C&W budget for tests (defaults: 9 x 1000 iterations, lr 0.005, c0 0.01)
 CW_FAST = {"steps": 100, "search_steps": 3, "initial_const": 10.0, "lr": 0.05}
@@ -49,17 +56,19 @@ def l2(v: Tensor) -> Tensor:
 
 
 class Recording(nn.Module):
-    """Wraps a model; records the batch size of every forward and whether autograd was on."""
+    """Wraps a model; records every forward: its batch size, its rows and whether autograd was on."""
 
     def __init__(self, inner: nn.Module) -> None:
         super().__init__()
         self.inner = inner
         self.sizes: list[int] = []
         self.grad_enabled: list[bool] = []
+        self.rows: list[Tensor] = []
 
     def forward(self, x: Tensor) -> Tensor:
         self.sizes.append(x.shape[0])
         self.grad_enabled.append(torch.is_grad_enabled() or x.requires_grad)
+        self.rows.append(x.detach().clone())
         return self.inner(x)
 
 
@@ -77,8 +86,10 @@ def test_cw_untargeted_finds_small_exact_distortions(sce_model: Classifier, mnis
     x_adv, d, ok = result.adversarial, result.distortion, result.success
     assert d.shape == (len(x),)
     assert float(ok.float().mean()) >= 0.95
-    assert float(d[ok].mean()) < 2.0                               # measured ~1.3 (MNIST pixels in [0, 1])
-    assert bool((predict(sce_model, x_adv)[ok] != y[ok]).all())
+    # measured 1.64 (avx2) / 1.78 (ATEN_CPU_CAPABILITY=default); train seeds 1, 2: 1.67-1.70, 1.66
+    assert float(d[ok].mean()) < 2.5                               # (MNIST pixels in [0, 1]; margin >= 0.7)
+    hit, tie = hits(sce_model, x_adv, y)                           # C&W returns points right at the boundary
+    assert bool((hit | tie)[ok].all())
     # the reported distortion is exactly that of the returned point; failures are returned unchanged
     assert torch.allclose(d, l2(x_adv - x), atol=1e-5)
     assert torch.equal(x_adv[~ok], x[~ok]) and bool((d[~ok] == 0).all())
@@ -103,7 +114,8 @@ def test_cw_higher_confidence_needs_larger_distortion(sce_model: Classifier,
     x_high = high_r.adversarial
     both = low_r.success & high_r.success
     assert int(both.sum()) >= 18
-    assert float(high_r.distortion[both].mean()) > 1.3 * float(low_r.distortion[both].mean())   # measured ~2.3x
+    # measured 1.70x (avx2), 1.60x (default); train seeds 1, 2: 1.67x, 1.43x
+    assert float(high_r.distortion[both].mean()) > 1.3 * float(low_r.distortion[both].mean())
     # the high-confidence points really have margin >= kappa
     margin = high.loss_fn(high.forward(x_high), y, None)
     assert bool((margin[both] >= 5.0 - 1e-4).all())
@@ -114,8 +126,9 @@ def test_cw_targeted_hits_the_target(sce_model: Classifier, mnist_test: tuple[Te
     targets = random_targets(y, 10, torch.Generator().manual_seed(1))
     result = CarliniWagnerL2(sce_model, targeted=True, **CW_FAST).run(x, y, targets)
     x_adv, ok = result.adversarial, result.success
-    assert float(ok.float().mean()) >= 0.9
-    assert bool((predict(sce_model, x_adv)[ok] == targets[ok]).all())
+    assert float(ok.float().mean()) >= 0.8   # measured 1.0 (avx2, default); train seeds 1, 2: 0.9-0.93, 0.97
+    hit, tie = hits(sce_model, x_adv, y, targets)
+    assert bool((hit | tie)[ok].all())
     assert torch.allclose(result.distortion, l2(x_adv - x), atol=1e-5)
     # a target is harder to reach than any wrong class
     untargeted = CarliniWagnerL2(sce_model, **CW_FAST).run(x, y)
@@ -133,7 +146,8 @@ def test_cw_mmc_adaptive_margin_equals_logit_margin(mmc_model: Classifier, mnist
     assert torch.equal(x_a, x_p) and torch.equal(adaptive.success, plain.success)
     ok = adaptive.success
     assert float(ok.float().mean()) >= 0.9
-    assert bool((predict(mmc_model, x_a)[ok] != y[ok]).all())
+    hit, tie = hits(mmc_model, x_a, y)
+    assert bool((hit | tie)[ok].all())
 
 
 @pytest.mark.parametrize("bad", [{"steps": 0}, {"search_steps": 0}, {"initial_const": 0.0}, {"lr": -1.0},
@@ -155,7 +169,7 @@ def test_spsa_drives_accuracy_down(sce_model: Classifier, mnist_test: tuple[Tens
     clean = float((predict(sce_model, x) == y).float().mean())
     x_adv = SPSA(sce_model, 0.3, steps=10, samples=64, lr=0.1)(x, y)
     acc = float((predict(sce_model, x_adv) == y).float().mean())
-    assert acc <= clean - 0.4                                      # measured 0.98 -> 0.38 (first 50 points, fixture of conftest)
+    assert acc <= clean - 0.4        # measured drop 0.64 (avx2), 0.62 (default); train seeds 1, 2: 0.64, 0.90
     assert float((x_adv - x).abs().max()) <= 0.3 + 1e-6
     assert float(x_adv.min()) >= 0 and float(x_adv.max()) <= 1
 
@@ -164,21 +178,60 @@ def test_spsa_targeted_reaches_targets(sce_model: Classifier, mnist_test: tuple[
     x, y = correct_points(sce_model, mnist_test, 30)
     targets = random_targets(y, 10, torch.Generator().manual_seed(2))
     x_adv = SPSA(sce_model, 0.3, steps=20, samples=64, lr=0.1, targeted=True)(x, y, targets)
-    hits = predict(sce_model, x_adv) == targets
-    assert float(hits.float().mean()) >= 0.2  # measured 0.37 with the conftest fixture
+    reached = predict(sce_model, x_adv) == targets
+    assert float(reached.float().mean()) >= 0.2   # measured 0.37 (avx2, default); train seeds 1, 2: 0.47, 0.6
 
 
-def test_spsa_chunked_and_unchunked_identical(sce_model: Classifier, mnist_test: tuple[Tensor, Tensor]) -> None:
+class RowByRow(nn.Module):
+    """Evaluates its model one row at a time, each row copied to fresh memory.
+
+    A row's output then does not depend on the batch it came in: CPU kernels round
+    differently for different batch sizes (e.g. ``nn.Linear`` for fewer than 16 rows
+    under AVX-512, ~4e-6 in the logits), which SPSA's sign-like first Adam step
+    turns into whole-step pixel differences.
+    """
+
+    def __init__(self, inner: nn.Module) -> None:
+        super().__init__()
+        self.inner = inner
+
+    def forward(self, x: Tensor) -> Tensor:
+        return torch.cat([self.inner(x[i:i + 1].clone()) for i in range(x.shape[0])])
+
+
+def spsa_probes(model: nn.Module, x: Tensor, y: Tensor, delta: float, **options: object) -> list[bytes]:
+    """The points one SPSA step evaluates around ``x`` (at L-inf distance ``delta``), as sorted raw bytes."""
+    recording = Recording(model)
+    SPSA(recording, 0.3, steps=1, delta=delta, lr=0.1, loss="ce", **options)(x, y)
+    rows = torch.cat(recording.rows)
+    dist = (rows[:, None] - x[None]).flatten(2).abs().amax(dim=2)          # (rows, examples)
+    probe = ((dist - delta).abs() < 1e-6).any(dim=1)
+    return sorted(r.numpy().tobytes() for r in rows[probe])
+
+
+def test_spsa_chunking_draws_the_same_probes(sce_model: Classifier, mnist_test: tuple[Tensor, Tensor]) -> None:
+    """Exact: every example has its own random stream, so the evaluated points +-delta v do not depend on
+    how they are grouped into forward passes (the probes are computed elementwise: no rounding differences)."""
     x, y = mnist_test[0][:6], mnist_test[1][:6]
-    runs = [SPSA(sce_model, 0.3, steps=3, samples=32, lr=0.1, chunk=chunk, seed=5)(x, y)
-            for chunk in (8, 16, 32, 1024)]   # 4 pairs a forward .. all 6 examples in one forward
+    runs = [spsa_probes(sce_model, x, y, 0.01, samples=32, chunk=chunk, seed=5) for chunk in (8, 10, 16, 32, 1024)]
+    assert len(runs[0]) == 6 * 32                                          # samples evaluations per example
+    assert all(run == runs[0] for run in runs[1:])
+    assert spsa_probes(sce_model, x, y, 0.01, samples=32, seed=6) != runs[0]
+
+
+def test_spsa_chunked_and_unchunked_agree(sce_model: Classifier, mnist_test: tuple[Tensor, Tensor]) -> None:
+    """With a model whose rows do not depend on their batch, chunking changes only the float64 summation order
+    of the gradient estimate (relative ~1e-16), which its rounding to float32 hides but for a rare last bit:
+    the results agree to well below one float32 step of a pixel value (6e-8 near 1) times a few."""
+    x, y = mnist_test[0][:6], mnist_test[1][:6]
+    model = RowByRow(sce_model)
+    runs = [SPSA(model, 0.3, steps=3, samples=32, lr=0.1, chunk=chunk, seed=5, loss="ce")(x, y)
+            for chunk in (8, 10, 16, 32, 1024)]   # 4 pairs a forward, uneven 5+5+5+1, ... all 6 examples at once
     for other in runs[1:]:
-        assert torch.equal(runs[0], other)
-    # uneven chunks (5+5+5+1 pairs): the model's own rounding differs on batches < 4 rows
-    # (CPU kernels), so only equal up to float noise
-    uneven = SPSA(sce_model, 0.3, steps=3, samples=32, lr=0.1, chunk=10, seed=5)(x, y)
-    assert torch.allclose(runs[0], uneven, atol=1e-3)
-    assert not torch.allclose(runs[0], SPSA(sce_model, 0.3, steps=3, samples=32, lr=0.1, seed=6)(x, y), atol=1e-3)
+        assert torch.allclose(runs[0], other, rtol=0, atol=1e-6)
+    assert float((runs[0] - x).abs().max()) > 0.05                          # it did move
+    other_seed = SPSA(model, 0.3, steps=3, samples=32, lr=0.1, seed=6, loss="ce")(x, y)
+    assert not torch.allclose(runs[0], other_seed, atol=1e-3)
 
 
 def test_spsa_chunk_bounds_the_model_batch(sce_model: Classifier, mnist_test: tuple[Tensor, Tensor]) -> None:
@@ -240,12 +293,15 @@ def test_deepfool_fools_nearly_all_with_small_perturbations(sce_model: Classifie
     result = DeepFool(sce_model).run(x, y)
     x_adv, d, ok = result.adversarial, result.distortion, result.success
     assert float(ok.float().mean()) >= 0.95
-    assert bool((predict(sce_model, x_adv)[ok] != y[ok]).all())
+    hit, tie = hits(sce_model, x_adv, y)
+    assert bool((hit | tie)[ok].all())
     assert torch.allclose(d, l2(x_adv - x), atol=1e-5)
-    assert float(d[ok].mean()) < 2.0                               # measured ~1.2
+    # measured 1.74 (avx2) / 1.90 (ATEN_CPU_CAPABILITY=default), 2.02 reported under AVX-512; fixtures
+    # trained with 2 threads / train seeds 1, 2: 1.74 / 1.65-1.69, 1.46 (margin >= 0.58)
+    assert float(d[ok].mean()) < 2.6
     # near-minimal: half of the perturbation leaves most points correctly classified
     half = predict(sce_model, x + 0.5 * (x_adv - x)) == y
-    assert float(half[ok].float().mean()) >= 0.8
+    assert float(half[ok].float().mean()) >= 0.8                   # measured 1.0 on every fixture above
 
 
 def test_deepfool_batched_matches_per_example_reference(sce_model: Classifier,
@@ -285,7 +341,8 @@ def test_simba_queries_within_budget_and_counted(sce_model: Classifier, mnist_te
     assert result.queries == sum(model.sizes)      # every evaluated row is counted (also the check and the result)
     # at most 100 per image, plus the logits check (1 row) and measuring the result (1 row per image)
     assert len(x) < result.queries <= 1 + len(x) * (100 + 1)
-    assert torch.equal(result.success, predict(sce_model, x_adv) != y)
+    hit, tie = hits(sce_model, x_adv, y)
+    assert bool(((result.success == hit) | tie).all())
     assert float((x_adv - x).abs().max()) <= 0.2 + 1e-6
 
 
@@ -297,7 +354,9 @@ def test_simba_accuracy_drops_with_budget(sce_model: Classifier, mnist_test: tup
         result = SimBA(sce_model, eps=0.2, max_queries=budget, seed=3).run(x, y)
         accs.append(float((predict(sce_model, result.adversarial) == y).float().mean()))
         successes.append(result.success)
-    assert accs[0] >= accs[1] >= accs[2] and accs[2] <= clean - 0.3
+    # accuracy drop at 600 queries: measured 0.36 (avx2, default), 0.34 (fixture trained with 2 threads);
+    # train seeds 1, 2: 0.40, 0.68
+    assert accs[0] >= accs[1] >= accs[2] and accs[2] <= clean - 0.2
     # the same seed walks the same coordinates, so a larger budget only adds successes
     assert bool((successes[1] >= successes[0]).all() and (successes[2] >= successes[1]).all())
 
@@ -307,12 +366,13 @@ def test_simba_targeted_and_untargeted_semantics(sce_model: Classifier,
     x, y = correct_points(sce_model, mnist_test, 30)
     targets = random_targets(y, 10, torch.Generator().manual_seed(4))
     result = SimBA(sce_model, eps=0.2, max_queries=2000, targeted=True).run(x, y, targets)
-    pred = predict(sce_model, result.adversarial)
-    assert torch.equal(result.success, pred == targets)
-    assert float(result.success.float().mean()) >= 0.15  # measured 0.27 with the conftest fixture
+    hit, tie = hits(sce_model, result.adversarial, y, targets)
+    assert bool(((result.success == hit) | tie).all())
+    assert float(result.success.float().mean()) >= 0.1   # measured 0.27 (avx2, default); seeds 1, 2: 0.2-0.37, 0.5
     assert result.queries <= 1 + len(x) * (2000 + 1)
     untargeted = SimBA(sce_model, eps=0.2, max_queries=2000).run(x, y)
-    assert torch.equal(untargeted.success, predict(sce_model, untargeted.adversarial) != y)
+    hit, tie = hits(sce_model, untargeted.adversarial, y)
+    assert bool(((untargeted.success == hit) | tie).all())
     assert float(untargeted.success.float().mean()) > float(result.success.float().mean())
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -12,15 +11,16 @@ import torch
 from robustloss import UserError, mm_centers
 from robustloss.centers import random_centers
 
-REF = Path(__file__).resolve().parents[2] / "shared" / "reference" / "mm_centers" / "P2333_Max-Mahalanobis-Training" / "kernel_paras"
+from conftest import shared_file
+
+#: the MMC paper's authors' center files, under <repo root>/../shared
+REF = "reference/mm_centers/P2333_Max-Mahalanobis-Training/kernel_paras"
 
 
 @pytest.mark.parametrize("classes,dim", [(10, 256), (100, 256), (10, 64)])
 @pytest.mark.parametrize("c_mm", [1.0, 10.0, 100.0])
 def test_matches_authors_files(classes: int, dim: int, c_mm: float) -> None:
-    path = REF / f"meanvar1_featuredim{dim}_class{classes}.npy"
-    if not path.is_file():
-        pytest.skip(f"reference file {path} not available (needs ../shared)")
+    path = shared_file(f"{REF}/meanvar1_featuredim{dim}_class{classes}.npy")
     ref = torch.from_numpy(np.load(path)) * c_mm
     ours = mm_centers(classes, dim, c_mm)
     assert ours.dtype == torch.float64

@@ -11,6 +11,10 @@ import pytest
 from conftest import run_cli as _run
 
 
+#: a failed start that leaves run files behind (issue 8, part 4 "Leftovers"); strict, so the fix is noticed
+LEAVES_CONFIG = pytest.mark.xfail(strict=True, reason="a refused train command still writes OUT/config.json "
+                                                     "(issue 8 part 4: validate everything before the first write)")
+
 BAD = [
     (("train", "--dataset", "imagenet", "--out", "{tmp}/x"), "unknown dataset 'imagenet'; valid choices: cifar10"),
     (("train", "--model", "vgg", "--out", "{tmp}/x"), "unknown model 'vgg'; valid choices: cnn3, lenet5, resnet"),
@@ -22,25 +26,28 @@ BAD = [
     (("train", "--objective", "pc", "-O", "xi=1.5", "--out", "{tmp}/x"), "xi must be in (0, 1]"),
     (("train", "--objective", "isce", "-O", "s=0.5", "--out", "{tmp}/x"), "s must be in [1, inf)"),
     (("train", "--objective", "emc", "-O", "alpha=0", "--out", "{tmp}/x"), "alpha must be in (0, inf)"),
-    (("train", "--at", "pgd", "--at-eps", "-1", "--out", "{tmp}/x"), "adversarial eps must be in [0, inf)"),
-    (("train", "--dataset", "cifar10", "--data-dir", "/nonexistent", "--epochs", "1", "--out", "{tmp}/r"),
-     "data dir /nonexistent does not exist"),
+    (("train", "--at", "pgd", "--at-eps", "-1", "--out", "{tmp}/x"), "adversarial eps must be in [0, "),
+    pytest.param(("train", "--dataset", "cifar10", "--data-dir", "/nonexistent", "--epochs", "1", "--out", "{tmp}/r"),
+                 "data dir /nonexistent does not exist", marks=LEAVES_CONFIG),
     (("train", "--device", "tpu", "--out", "{tmp}/r"), "unknown device 'tpu'"),
     (("evaluate", "{tmp}"), "is not a run folder"),
     (("reproduce", "table9"), "unknown recipe 'table9'; valid choices: all, cifar10-table1, mmc-centers, mmc-table1"),
+    (("list", "metrics"), "invalid choice: 'metrics'"),
     (("train",), "the following arguments are required: --out"),
 ]
 
 
 @pytest.mark.parametrize("argv,message", BAD)
 def test_bad_input_is_one_line_exit_2(capsys: pytest.CaptureFixture[str], tmp_path: Path,
-                                      argv: tuple[str, ...], message: str) -> None:
+                                      monkeypatch: pytest.MonkeyPatch, argv: tuple[str, ...], message: str) -> None:
+    monkeypatch.chdir(tmp_path)       # default outputs (e.g. reproduce's results/NAME) would land in tmp_path too
     code, _, err = _run(capsys, *(a.replace("{tmp}", str(tmp_path)) for a in argv))
     assert code == 2
     assert message in err
     assert len(err.strip().splitlines()) == 1, err
     assert "Traceback" not in err
-    assert not (tmp_path / "x").exists(), "a refused command must not create its output folder"
+    left = sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*"))
+    assert left == [], f"a refused command must not create anything, found {left}"
 
 
 def test_evaluate_bad_attack_specs(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
@@ -53,9 +60,11 @@ def test_evaluate_bad_attack_specs(capsys: pytest.CaptureFixture[str], tmp_path:
                           ("pgd:eps=0.1,steps=2,norm=l3", "unknown norm 'l3'"),
                           ("pgd:eps=0.1,steps=2,loss=foo", "unknown attack loss 'foo'"),
                           ("zoo:eps=1", "unknown attack 'zoo'")]:
+        before = sorted(run.rglob("*"))
         code, _, err = _run(capsys, "evaluate", str(run), "--attack", spec, "--no-progress", "--device", "cpu")
         assert code == 2 and message in err and len(err.strip().splitlines()) == 1, (spec, err)
-    assert not (run / "eval" / "custom.json").exists()
+        # nothing written: not eval/custom.json (where --attack without --name writes) nor anything else
+        assert sorted(run.rglob("*")) == before, spec
 
 
 def test_train_refuses_other_run_and_keeps_it(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
@@ -98,3 +107,27 @@ def test_recipes_are_valid_and_paper_columns_match_suites() -> None:
         assert set(MMC_PAPER.table("M1")["SCE"]) - {"clean"} <= set(paper_suite(s)), scale
         for row in s.models:
             s.config(*T1_MODELS[row]).validate()
+
+
+@pytest.mark.parametrize("kind", ["objectives", "models", "attacks", "suites", "recipes"])
+def test_list_shows_every_entry_with_its_options(capsys: pytest.CaptureFixture[str], kind: str) -> None:
+    from robustloss.attacks import ATTACKS
+    from robustloss.evaluation.suite import SUITES
+    from robustloss.models import MODELS
+    from robustloss.objectives import OBJECTIVES
+    from robustloss.reproduce import RECIPES
+
+    code, out, err = _run(capsys, "list", kind)
+    assert code == 0 and err == ""
+    names = {"objectives": OBJECTIVES.names(), "models": MODELS.names(), "attacks": ATTACKS.names(),
+             "suites": list(SUITES), "recipes": list(RECIPES)}[kind]
+    lines = out.splitlines()
+    assert [line.split(": ", 1)[0] for line in lines] == list(names)     # one line each, nothing else
+    if kind == "suites":                                                 # ... with the attacks' labels
+        assert all(spec.label in line for line, suite in zip(lines, SUITES.values()) for spec in suite)
+    example = {"objectives": "mmc: c_mm=10.0, half=True",
+               "models": "lenet5: feature_dim=84",
+               "attacks": "pgd: eps=<required>, steps=<required>, step_size=None, norm=linf",
+               "suites": "mnist-corruptions: Gaussian noise sigma=0.05, Rotation",
+               "recipes": "mnist-quick: LeNet-5 on MNIST, SCE vs MMC-10"}[kind]
+    assert any(line.startswith(example) for line in lines), out

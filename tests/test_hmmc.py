@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 import torch
@@ -13,8 +11,11 @@ from robustloss.centers import hierarchical_centers, mm_centers
 from robustloss.objectives import HMMC, build_objective
 from robustloss.objectives.hmmc import CIFAR100_COARSE_NAMES, CIFAR100_COARSE_OF_FINE, CIFAR100_FINE_NAMES
 
-REFERENCE = Path("/work/shared/reference/mm_centers/kaiyon07_rp2020_rethinking_softmax/center_gen_python/"
-                 "generated_centers/cifar100_hmmc_tree_featuredim256_class20.npy")
+from conftest import shared_file
+
+#: the reproducibility report's generated centers, under <repo root>/../shared
+REFERENCE = ("reference/mm_centers/kaiyon07_rp2020_rethinking_softmax/center_gen_python/"
+             "generated_centers/cifar100_hmmc_tree_featuredim256_class20.npy")
 
 # The 20 CIFAR-100 superclasses and their 5 classes each (Krizhevsky 2009, the dataset's web page).
 SUPERCLASSES = {
@@ -59,11 +60,11 @@ def test_cifar100_map_derived_from_class_names() -> None:
     assert CIFAR100_COARSE_OF_FINE[58] == 18      # pickup_truck -> vehicles_1
 
 
-@pytest.mark.skipif(not REFERENCE.is_file(), reason="reference center files not available")
 def test_matches_the_reproduction_tree_file_for_its_tree() -> None:
     """The reproduction's file is row i = 10 MM20[i // 5] + 1 MM5[i % 5]; same construction, its (wrong) tree."""
+    reference = np.load(shared_file(REFERENCE))
     ours = hierarchical_centers([i // 5 for i in range(100)], 256, 10.0, 1.0)
-    assert np.abs(ours.numpy() - np.load(REFERENCE)).max() < 1e-6
+    assert np.abs(ours.numpy() - reference).max() < 1e-6
 
 
 def test_geometry_of_hierarchical_centers() -> None:

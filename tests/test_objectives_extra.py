@@ -483,7 +483,11 @@ def test_state_dict_round_trip(name: str) -> None:
 
 # Center-based objectives learn with the default SGD recipe (seed 000: momentum SGD, lr 0.01); the
 # linear-head ones need more than 3 epochs with it on the synthetic set (so does plain SCE), so
-# they use Adam (lr 1e-3) - seed 004 trains PC with Adam as well.
+# they use Adam (lr 1e-3) - seed 004 trains PC with Adam as well.  HMMC (centers of norm up to
+# c1 + c2 = 12) is unstable at lr 0.01: seeds 0-7 reach 0.61, 1.0, 0.86, 1.0, 1.0, 0.10, 0.10, 0.97
+# (0.48 for seed 0 under ATEN_CPU_CAPABILITY=default); at lr 0.005 all eight reach >= 0.994 under both
+# default and avx2 kernels (lr 0.003: >= 0.876, too slow for 3 epochs).  Measured minimum over seeds 0-7,
+# default and avx2 alike, of the other cases: pc 0.826, gce 0.932, all others 1.0 (threshold 0.6).
 ADAM = {"optimizer": "adam", "lr": 1e-3}
 TRAIN_CASES = [
     ("center", {}, ADAM),
@@ -491,7 +495,7 @@ TRAIN_CASES = [
     ("lgm", {"covariance": "diagonal"}, ADAM),
     ("mmc-rand", {}, {}),
     ("emc", {}, {}),
-    ("hmmc", {"tree": "0,0,1,1,2,2,3,3,4,4", "c2": 2.0}, {}),
+    ("hmmc", {"tree": "0,0,1,1,2,2,3,3,4,4", "c2": 2.0}, {"lr": 0.005}),
     ("isce", {}, ADAM),
     ("pc", {"warmup_epochs": 1}, ADAM),
     ("gce", {}, ADAM),

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
-from torch import Tensor
+from torch import Tensor, nn
 
 from robustloss import Classifier, UserError
 from robustloss.attacks import PGD, ModelOutput
@@ -53,34 +53,77 @@ def test_pgd_drives_sce_accuracy_down_and_more_steps_help(sce_model: Classifier,
     acc40 = _acc(sce_model, PGD(sce_model, 0.2, 40, 0.01)(x, y), y)
     assert clean > 0.9
     assert acc40 <= acc10 < clean
-    assert acc40 < 0.3
+    # measured (clean / 10 / 40 steps): 0.985 / 0.67 / 0.235 (avx2), 0.99 / 0.675 / 0.23 (default),
+    # 0.99 / 0.665 / 0.215 (fixture trained with 2 threads); train seeds 1, 2: 40 steps 0.135, 0.015
+    assert acc40 < 0.4
 
 
-def test_restarts_only_lower_accuracy(sce_model: Classifier, mnist_test: tuple[Tensor, Tensor]) -> None:
+class GradientRows(nn.Module):
+    """Wraps a model; counts the input rows of its forward passes that take an input gradient."""
+
+    def __init__(self, inner: nn.Module) -> None:
+        super().__init__()
+        self.inner = inner
+        self.rows = 0
+
+    def forward(self, x: Tensor) -> Tensor:
+        if torch.is_grad_enabled() and x.requires_grad:
+            self.rows += x.shape[0]
+        return self.inner(x)
+
+
+#: Restarts 1 -> 5 (eps 0.2, 2 steps of 0.05, 200 points) fool this many more points: measured 8 (avx2),
+#: 12 (ATEN_CPU_CAPABILITY=default), 11 (fixture trained with 2 threads), 14 / 17 (train seed 1, avx2 / default).
+RESTART_GAIN = 3
+#: Targeted PGD (eps 0.3, 20 steps of 0.03, 100 points) reaches its targets: measured 0.90 / 0.85 (random /
+#: given targets, avx2), 0.93 / 0.93 (default), 0.91 / 0.86 (2 threads), 0.95 / 0.95-0.98 (train seed 1).
+TARGETED_HITS = 0.7
+
+
+def test_restarts_restart_the_survivors_and_only_lower_accuracy(sce_model: Classifier,
+                                                                 mnist_test: tuple[Tensor, Tensor]) -> None:
     x, y = mnist_test[0][:200], mnist_test[1][:200]
-    one = PGD(sce_model, 0.1, 5, 0.02, restarts=1, seed=0)(x, y)
-    three = PGD(sce_model, 0.1, 5, 0.02, restarts=3, seed=0)(x, y)
-    fooled_one = sce_model(one).argmax(1) != y
-    fooled_three = sce_model(three).argmax(1) != y
-    # the first restart is the same run, so every point fooled once stays fooled
-    assert bool((fooled_three | ~fooled_one).all())
-    assert int(fooled_three.sum()) >= int(fooled_one.sum())
+    fooled, rows = {}, {}
+    for restarts in (1, 5):
+        model = GradientRows(sce_model)
+        x_adv = PGD(model, 0.2, 2, 0.05, restarts=restarts, seed=0, loss="ce")(x, y)
+        with torch.no_grad():
+            fooled[restarts] = sce_model(x_adv).argmax(1) != y
+        rows[restarts] = model.rows
+    # the first restart is the same run, so every point fooled once stays fooled ...
+    assert bool((fooled[5] | ~fooled[1]).all())
+    # ... the 4 others take their 2 steps on every point not fooled yet ...
+    assert rows[5] >= rows[1] + 4 * 2 * int((~fooled[5]).sum())
+    # ... from new random starts, which fool more points
+    assert int(fooled[5].sum()) >= int(fooled[1].sum()) + RESTART_GAIN
 
 
-def test_targeted_random_targets_are_seeded_and_never_the_label(sce_model: Classifier,
-                                                                mnist_test: tuple[Tensor, Tensor]) -> None:
+def test_targeted_random_targets_are_seeded_never_the_label_and_reached(sce_model: Classifier,
+                                                                       mnist_test: tuple[Tensor, Tensor]) -> None:
     x, y = mnist_test[0][:100], mnist_test[1][:100]
-    a = PGD(sce_model, 0.3, 20, 0.03, targeted=True, seed=5)
-    b = PGD(sce_model, 0.3, 20, 0.03, targeted=True, seed=5)
-    xa, xb = a(x, y), b(x, y)
-    assert torch.equal(xa, xb)
-    pred = sce_model(xa).argmax(1)
-    hits = pred != y
+    drawn: list[Tensor] = []
+
+    def targeted_ce(out: ModelOutput, labels: Tensor, targets: Tensor | None) -> Tensor:
+        """The targeted CE loss (SCE's adaptive loss), recording the targets the attack asks for."""
+        assert targets is not None
+        if len(targets) == len(labels) == len(x) and not drawn:
+            drawn.append(targets.clone())
+        return -F.cross_entropy(out.logits, targets, reduction="none")
+
+    xa = PGD(sce_model, 0.3, 20, 0.03, targeted=True, seed=5, loss=targeted_ce)(x, y)
+    (targets,) = drawn
+    assert not bool((targets == y).any()), "a random target must never be the true label"
+    assert len(set(targets.tolist())) == 10                                 # drawn over the classes
+    # the same seed draws the same targets and gives the same result as the default (adaptive) loss
+    assert torch.equal(xa, PGD(sce_model, 0.3, 20, 0.03, targeted=True, seed=5)(x, y))
+    with torch.no_grad():
+        hits = sce_model(xa).argmax(1) == targets
+    assert float(hits.float().mean()) >= TARGETED_HITS, "targeted PGD should mostly reach its random targets"
     given = (y + 1) % 10
     xt = PGD(sce_model, 0.3, 20, 0.03, targeted=True)(x, y, given)
-    pt = sce_model(xt).argmax(1)
-    assert float((pt == given).float().mean()) > 0.5, "targeted PGD should mostly reach the given target"
-    assert hits.any()
+    with torch.no_grad():
+        reached = sce_model(xt).argmax(1) == given
+    assert float(reached.float().mean()) >= TARGETED_HITS, "targeted PGD should mostly reach the given target"
 
 
 @pytest.mark.parametrize("norm", ["linf", "l2"])

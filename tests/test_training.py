@@ -12,10 +12,13 @@ from pathlib import Path
 import pytest
 import torch
 
-from robustloss import UserError, load_run
+from robustloss import Classifier, UserError, load_run
+from robustloss.attacks import PGD
 from robustloss.runs import train_run
 from robustloss.training import AdversarialConfig, TrainConfig, Trainer, TrainingDiverged
 from robustloss.training.checkpoint import load_checkpoint
+
+from conftest import _train
 
 CLI = [sys.executable, "-m", "robustloss.cli"]
 
@@ -151,3 +154,73 @@ def test_bad_adversarial_settings() -> None:
         _config(adversarial=AdversarialConfig(mix="both"))
     with pytest.raises(UserError, match="valid choices"):
         _config(adversarial=AdversarialConfig(method="cw"))
+
+
+# ------------------------------------------------------------------ adversarial training: FGSM-AT and its effect
+def test_fgsm_adversarial_training_draws_eps_between_eps_min_and_eps(tmp_path: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """FGSM-AT (seed 004): every batch is attacked with a radius drawn uniformly from [eps_min, eps]."""
+    from robustloss.attacks import FGSM
+
+    radii: list[float] = []
+    real = FGSM.perturb
+
+    def recording(self: FGSM, x: torch.Tensor, labels: torch.Tensor, targets: torch.Tensor | None) -> torch.Tensor:
+        x_adv = real(self, x, labels, targets)
+        radii.append(self.eps)
+        assert float((x_adv - x).abs().max()) <= self.eps + 1e-6     # the batch's own radius
+        return x_adv
+
+    monkeypatch.setattr(FGSM, "perturb", recording)
+    at = AdversarialConfig(method="fgsm", eps=0.3, eps_min=0.1, targeted=False)
+    cfg = TrainConfig(dataset="synthetic", model="lenet5", objective="sce", epochs=1, batch_size=64, adversarial=at)
+    train_run(cfg, tmp_path / "r", progress=False, device="cpu")
+    assert len(radii) == 32                                         # every batch of the 2,000 images
+    assert all(0.1 <= r <= 0.3 for r in radii)
+    assert max(radii) - min(radii) > 0.1                            # drawn, not fixed
+    saved = json.loads((tmp_path / "r" / "config.json").read_text())["adversarial"]
+    assert (saved["method"], saved["eps"], saved["eps_min"]) == ("fgsm", 0.3, 0.1)
+
+
+@pytest.fixture(scope="module")
+def fgsm_at_model(runs_dir: Path) -> Classifier:
+    """The SCE fixture's configuration (conftest) plus FGSM-AT: eps ~ U[0.1, 0.3] per batch, clean + adversarial."""
+    at = AdversarialConfig(method="fgsm", eps=0.3, eps_min=0.1, mix="half", targeted=False)
+    return _train(runs_dir, "sce", lr=0.05, epochs=3, adversarial=at, name="lenet5-sce-fgsm-at")
+
+
+def test_adversarial_training_raises_pgd_accuracy(fgsm_at_model: Classifier, sce_model: Classifier,
+                                                   mnist_test: tuple[torch.Tensor, torch.Tensor]) -> None:
+    """PGD-20 (eps 0.1, step 0.0125) accuracy on 500 test points, FGSM-AT vs the same model without AT.
+
+    Measured (AT / plain): avx2 0.858 / 0.646, ATEN_CPU_CAPABILITY=default 0.852 / 0.648, trained with
+    2 threads 0.822 / 0.646, train seed 1 0.826-0.836 / 0.614-0.616: gain 0.176-0.222.  Clean accuracy
+    0.942-0.956 with AT, 0.942-0.966 without.  (At eps 0.2 the gain is not stable: -0.06 to 0.48.)
+    """
+    x, y = mnist_test
+    for model in (fgsm_at_model, sce_model):
+        model.eval()
+
+    def accuracy(model: Classifier, inputs: torch.Tensor) -> float:
+        with torch.no_grad():
+            return float((model(inputs).argmax(1) == y).float().mean())
+
+    assert accuracy(fgsm_at_model, x) >= 0.9
+    robust = {name: accuracy(model, PGD(model, 0.1, 20, 0.0125)(x, y))
+              for name, model in (("at", fgsm_at_model), ("plain", sce_model))}
+    assert robust["at"] >= robust["plain"] + 0.1, robust
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(),
+                    reason="no CUDA device on this machine: the GPU training and evaluation path is not exercised here")
+def test_train_and_evaluate_on_cuda(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from conftest import run_cli
+
+    cfg = _config(dataset="synthetic", epochs=1, train_limit=None)
+    model = train_run(cfg, tmp_path / "r", progress=False, device="cuda")
+    assert all(p.device.type == "cuda" for p in model.parameters())
+    assert all(p.device.type == "cpu" for p in load_run(tmp_path / "r").parameters())   # loads on the CPU
+    code, _, err = run_cli(capsys, "evaluate", str(tmp_path / "r"), "--attack", "pgd:eps=0.1,steps=2", "--n", "50",
+                           "--device", "cuda", "--no-progress")
+    assert code == 0, err
+    assert json.loads((tmp_path / "r" / "eval" / "custom.json").read_text())["attacks"][0]["label"]

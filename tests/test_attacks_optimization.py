@@ -239,12 +239,12 @@ def test_spsa_chunked_and_unchunked_agree(sce_model: Classifier, mnist_test: tup
 
 def test_spsa_chunk_bounds_the_model_batch(sce_model: Classifier, mnist_test: tuple[Tensor, Tensor]) -> None:
     x, y = correct_points(sce_model, mnist_test, 3)
-    model = Recording(sce_model)
-    SPSA(model, 0.05, steps=2, samples=256, chunk=64)(x, y)        # samples > chunk: split per example
+    model = Recording(sce_model)                                   # a wrapper: the loss named explicitly
+    SPSA(model, 0.05, steps=2, samples=256, chunk=64, loss="ce")(x, y)   # samples > chunk: split per example
     assert max(model.sizes) == 64
     assert sum(model.sizes) <= 1 + 3 * (1 + 2 * (256 + 1))          # nothing beyond samples + 1 check per step
     model.sizes.clear()
-    SPSA(model, 0.05, steps=2, samples=16, chunk=64)(x, y)         # samples < chunk: examples grouped
+    SPSA(model, 0.05, steps=2, samples=16, chunk=64, loss="ce")(x, y)    # samples < chunk: examples grouped
     assert max(model.sizes) <= 64 and 48 in model.sizes
     # forward passes only: never with autograd
     assert not any(model.grad_enabled)

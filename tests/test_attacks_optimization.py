@@ -236,7 +236,7 @@ def test_spsa_chunked_and_unchunked_agree(sce_model: Classifier, mnist_test: tup
 
 def test_spsa_chunk_bounds_the_model_batch(sce_model: Classifier, mnist_test: tuple[Tensor, Tensor]) -> None:
     x, y = correct_points(sce_model, mnist_test, 3)
-    model = Recording(sce_model)
+    model = Recording(sce_model)                                   # a wrapper: the loss named explicitly
     SPSA(model, 0.05, steps=2, samples=256, chunk=64, loss="ce")(x, y)   # samples > chunk: split per example
     assert max(model.sizes) == 64
     # nothing beyond samples + 1 check per step, the logits check (1 row) and measuring the result (3 rows)

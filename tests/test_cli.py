@@ -11,10 +11,6 @@ import pytest
 from conftest import run_cli as _run
 
 
-#: a failed start that leaves run files behind (issue 8, part 4 "Leftovers"); strict, so the fix is noticed
-LEAVES_CONFIG = pytest.mark.xfail(strict=True, reason="a refused train command still writes OUT/config.json "
-                                                     "(issue 8 part 4: validate everything before the first write)")
-
 BAD = [
     (("train", "--dataset", "imagenet", "--out", "{tmp}/x"), "unknown dataset 'imagenet'; valid choices: cifar10"),
     (("train", "--model", "vgg", "--out", "{tmp}/x"), "unknown model 'vgg'; valid choices: cnn3, lenet5, resnet"),
@@ -28,7 +24,7 @@ BAD = [
     (("train", "--objective", "emc", "-O", "alpha=0", "--out", "{tmp}/x"), "alpha must be in (0, inf)"),
     (("train", "--at", "pgd", "--at-eps", "-1", "--out", "{tmp}/x"), "adversarial eps must be in [0, "),
     pytest.param(("train", "--dataset", "cifar10", "--data-dir", "/nonexistent", "--epochs", "1", "--out", "{tmp}/r"),
-                 "data dir /nonexistent does not exist", marks=LEAVES_CONFIG),
+                 "data dir /nonexistent does not exist"),
     (("train", "--device", "tpu", "--out", "{tmp}/r"), "unknown device 'tpu'"),
     (("evaluate", "{tmp}"), "is not a run folder"),
     (("reproduce", "table9"), "unknown recipe 'table9'; valid choices: all, cifar10-table1, mmc-centers, mmc-table1"),

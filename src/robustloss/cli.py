@@ -309,6 +309,11 @@ def _main(argv: Sequence[str] | None = None) -> int:
     handlers = {"train": _train, "evaluate": _evaluate, "reproduce": _reproduce, "list": _list}
     try:
         return handlers[args.command](args)
+    except BrokenPipeError:   # e.g. `robustloss list attacks | head`: the reader left, nothing to report
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())   # no second error at interpreter exit
+        return 0
     except UserError as exc:
         import os
 

@@ -117,8 +117,10 @@ def test_list_shows_every_entry_with_its_options(capsys: pytest.CaptureFixture[s
     assert code == 0 and err == ""
     names = {"objectives": OBJECTIVES.names(), "models": MODELS.names(), "attacks": ATTACKS.names(),
              "suites": list(SUITES), "recipes": list(RECIPES)}[kind]
-    lines = out.splitlines()
-    assert [line.split(": ", 1)[0] for line in lines] == list(names)     # one line each, nothing else
+    lines = [line for line in out.splitlines() if not line.startswith("  ")]   # recipes: indented scale lines
+    assert [line.split(": ", 1)[0].split(" (alias")[0] for line in lines] == list(names)   # one line each
+    if kind == "recipes":   # ... each followed by what every scale of it runs
+        assert all(f"  {scale}" in out for scale in ("smoke", "cpu", "paper"))
     if kind == "suites":                                                 # ... with the attacks' labels
         assert all(spec.label in line for line, suite in zip(lines, SUITES.values()) for spec in suite)
     example = {"objectives": "mmc: c_mm=10.0, half=True",

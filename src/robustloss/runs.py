@@ -328,6 +328,8 @@ def evaluate_run(run_dir: str | Path, suite: list[AttackSpec], *, name: str, n: 
     w, dev = distributed.setup(resolve_device(device), backend)
     model = load_run(run_dir, device=str(dev))
     models = substitute_models(suite, str(dev))
+    for index, spec in enumerate(suite):   # a bad spec fails here, before anything is written
+        build_attack(model, spec, seed + index, models)
     x, y = datasets.load(config.dataset, split, data_dir if data_dir is not None else config.data_dir)
     if n is not None:
         x, y = x[:n], y[:n]

@@ -3,7 +3,7 @@
 Session fixtures (tests/conftest.py): LeNet-5 + SCE, LeNet-5 + MMC-10 and a
 3-layer CNN + SCE substitute, each trained 2 epochs on 6,000 images; the first
 200 test images.  Besides "the attack works", the checks are the
-gradient-masking criteria of seed 004 ("Identifying gradient masking"):
+gradient-masking criteria of the PC paper ("Identifying gradient masking"):
 iterative attacks beat one-step FGSM, and transfer attacks from a substitute
 are weaker than white-box ones.  Thresholds leave room for the variation of
 the fixtures between machines (CPU kernels and thread counts train slightly
@@ -103,7 +103,7 @@ def test_l2_attacks_hurt_sce(setup: Setup) -> None:
 
 
 def test_iterative_attacks_beat_fgsm(setup: Setup) -> None:
-    """Seed 004 gradient-masking criterion (1); at eps = 0.2 measured FGSM 0.52 / 0.5, BIM 0.335 / 0.32,
+    """The PC paper gradient-masking criterion (1); at eps = 0.2 measured FGSM 0.52 / 0.5, BIM 0.335 / 0.32,
     PGD 0.265 / 0.235, MIM 0.35 / 0.345 (avx2 / default; train seeds 1, 2: gaps to FGSM >= 0.14)."""
     fgsm = attacked(setup.sce, setup, "fgsm", eps=0.2)
     assert attacked(setup.sce, setup, "bim", eps=0.2, steps=10) < fgsm - 0.08
@@ -157,7 +157,7 @@ def test_multitarget_targets_are_nearest_centers_ties_by_logits() -> None:
     assert MultiTargetPGD(line, 0.1, k=10).choose_targets(x, y).shape == (6, 3)
 
 
-# ------------------------------------------------------------------ corruptions (seed 000 Sec. 4.5)
+# ------------------------------------------------------------------ corruptions (the MMC paper Sec. 4.5)
 @pytest.mark.parametrize("name,option,small_value,large_value", [
     # measured: clean 0.99; sigma 0.05 -> 0.99, 0.3 -> 0.975, 0.5 -> 0.865, 1.0 -> 0.475
     ("gaussian-noise", "sigma", 0.05, 1.0),
@@ -173,10 +173,10 @@ def test_corruption_small_is_harmless_large_hurts(setup: Setup, name: str, optio
     assert large <= clean - 0.2 and large < small
 
 
-# ------------------------------------------------------------------ transfer (seed 000 Sec. 4.4, Fig. 4)
+# ------------------------------------------------------------------ transfer (the MMC paper Sec. 4.4, Fig. 4)
 @pytest.mark.parametrize("attack", ["pgd", "mim"])
 def test_transfer_from_substitute_weaker_than_white_box(setup: Setup, attack: str) -> None:
-    """Seed 004 criterion (2).  eps 0.3, 10 steps; transfer minus white-box accuracy measured: PGD 0.555
+    """The PC paper criterion (2).  eps 0.3, 10 steps; transfer minus white-box accuracy measured: PGD 0.555
     (avx2), 0.525 (ATEN_CPU_CAPABILITY=default), MIM 0.515, 0.53; with fixtures of train seeds 1, 2: PGD
     0.38-0.39, 0.155, MIM 0.405, 0.23."""
     params: dict[str, Any] = {"eps": 0.3, "steps": 10}
@@ -237,9 +237,9 @@ def test_ce_gradient_vanishes_on_mmc_but_adaptive_does_not(setup: Setup) -> None
 
 
 def test_adaptive_loss_beats_ce_against_mmc_untargeted(setup: Setup) -> None:
-    """Untargeted PGD, eps 0.3, 40 steps of 0.01 (seed 000 Sec. 4.2 MNIST setting).
+    """Untargeted PGD, eps 0.3, 40 steps of 0.01 (the PC paper's PGD; the MMC paper's MNIST setting, Fig. 3(b), has 50).
 
-    The adaptive loss ``L_MMC(z, y)`` (seed 000 App. B.4) beats softmax CE on the
+    The adaptive loss ``L_MMC(z, y)`` (the MMC paper App. B.4) beats softmax CE on the
     MMC logits where CE's gradient is exactly zero (saturated softmax, see the test
     above).  Without a random start this is categorical: PGD-CE cannot move from
     such a point at all (every step is 0), the adaptive loss moves every point and

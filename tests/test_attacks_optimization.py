@@ -1,7 +1,7 @@
 """C&W-L2, SPSA, DeepFool and SimBA on the trained MNIST fixtures (issue 4, part 2).
 
 Reduced budgets keep the file fast (at most 50 points, C&W with 3 search steps x
-100 iterations); the attacks' defaults (seed 000 / 003 / 004 settings) are
+100 iterations); the attacks' defaults (the MMC, I-SCE and PC papers' settings) are
 checked separately.
 
 Thresholds carry the values measured on the conftest fixtures (an AVX2 machine: its
@@ -137,7 +137,7 @@ def test_cw_targeted_hits_the_target(sce_model: Classifier, mnist_test: tuple[Te
 
 
 def test_cw_mmc_adaptive_margin_equals_logit_margin(mmc_model: Classifier, mnist_test: tuple[Tensor, Tensor]) -> None:
-    """For MMC the prediction logits are ``-L_MMC(z, l)``, so the adaptive margin (seed 000's
+    """For MMC the prediction logits are ``-L_MMC(z, l)``, so the adaptive margin (the MMC paper's
     ``-L_Ada^{un,2}``) and the C&W margin on the logits are the same function: same result."""
     x, y = correct_points(mmc_model, mnist_test, 20)
     adaptive = CarliniWagnerL2(mmc_model, **CW_FAST).run(x, y)

@@ -1,4 +1,4 @@
-"""Hierarchical MM centers (seed 000 App. B.3, seed 001) and the CIFAR-100 class tree."""
+"""Hierarchical MM centers (the MMC paper App. B.3, the reproducibility report) and the CIFAR-100 class tree."""
 
 from __future__ import annotations
 

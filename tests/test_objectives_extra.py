@@ -245,7 +245,7 @@ def test_isce_inference_keeps_the_predicted_class(s: float) -> None:
     obj = ISCE(10, 8, s=s, m=0.1).double()
     z = torch.randn(400, 8, dtype=D)
     f = obj.normalized_logits(z)
-    keep = (s - 1.0) * f.max(dim=1).values + 0.1 > 0          # seed 003's condition (App. A.2)
+    keep = (s - 1.0) * f.max(dim=1).values + 0.1 > 0          # the I-SCE paper's condition (App. A.2)
     if s == 1.0:
         assert bool(keep.all())
     assert torch.equal(obj.logits(z).argmax(1)[keep], f.argmax(1)[keep])
@@ -481,9 +481,9 @@ def test_state_dict_round_trip(name: str) -> None:
     assert torch.equal(a.logits(z), b.logits(z))
 
 
-# Center-based objectives learn with the default SGD recipe (seed 000: momentum SGD, lr 0.01); the
+# Center-based objectives learn with the default SGD recipe (the MMC paper: momentum SGD, lr 0.01); the
 # linear-head ones need more than 3 epochs with it on the synthetic set (so does plain SCE), so
-# they use Adam (lr 1e-3) - seed 004 trains PC with Adam as well.  HMMC (centers of norm up to
+# they use Adam (lr 1e-3) - the PC paper trains PC with Adam as well.  HMMC (centers of norm up to
 # c1 + c2 = 12) is unstable at lr 0.01: seeds 0-7 reach 0.61, 1.0, 0.86, 1.0, 1.0, 0.10, 0.10, 0.97
 # (0.48 for seed 0 under ATEN_CPU_CAPABILITY=default); at lr 0.005 all eight reach >= 0.994 under both
 # default and avx2 kernels (lr 0.003: >= 0.876, too slow for 3 epochs).  Measured minimum over seeds 0-7,

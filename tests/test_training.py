@@ -159,7 +159,7 @@ def test_bad_adversarial_settings() -> None:
 # ------------------------------------------------------------------ adversarial training: FGSM-AT and its effect
 def test_fgsm_adversarial_training_draws_eps_between_eps_min_and_eps(tmp_path: Path,
                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
-    """FGSM-AT (seed 004): every batch is attacked with a radius drawn uniformly from [eps_min, eps]."""
+    """FGSM-AT (the PC paper): every batch is attacked with a radius drawn uniformly from [eps_min, eps]."""
     from robustloss.attacks import FGSM
 
     radii: list[float] = []

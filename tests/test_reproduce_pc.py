@@ -1,0 +1,145 @@
+"""The PC-paper recipes at smoke scale (report.md, results.json, every figure), their configs and the paper's
+numbers (Tables 1-5) read back from the paper's text."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from robustloss.reproduce import RECIPES, reproduce, resolve
+from robustloss.reproduce.framework import NOT_AT_SCALE
+from robustloss.reproduce.papers.pc_paper import PC_PAPER
+from robustloss.reproduce.pc import CE_MAIN, PC_MAIN, PC_SCALES, VARIANTS, baseline_of, pc_config, strong_suite
+
+pytest.importorskip("matplotlib")
+SEEDS = (Path(__file__).resolve().parents[1] / ".." / "shared" / "seeds").resolve()
+
+
+def _strict_json(path: Path) -> dict[str, Any]:
+    def refuse(name: str) -> None:
+        raise AssertionError(f"{path} holds {name}: not strict JSON")
+
+    data = json.loads(path.read_text(), parse_constant=refuse)
+    assert isinstance(data, dict)
+    return data
+
+
+def _check_png(path: Path) -> None:
+    import matplotlib.image as mpimg
+
+    raw = path.read_bytes()
+    assert raw[:8] == b"\x89PNG\r\n\x1a\n", path
+    assert len(raw) > 5000, f"{path} is only {len(raw)} bytes"
+    pixels = mpimg.imread(str(path))
+    assert pixels.ndim == 3 and pixels.shape[0] > 100 and pixels.shape[1] > 100
+    assert float(pixels[..., :3].var()) > 1e-3, f"{path} is (nearly) a single colour"
+
+
+def _outputs(out: Path, name: str) -> tuple[str, dict[str, Any]]:
+    report = (out / "report.md").read_text()
+    saved = _strict_json(out / "results.json")
+    assert saved["recipe"] == name and saved["scale"] == "smoke" and saved["figures"]
+    for fig in saved["figures"]:
+        _check_png(out / fig)
+        assert f"]({fig})" in report
+    assert report.startswith(f"# {name}:") and "This is not the paper's setting" in report
+    assert "## The paper's claims, checked on our numbers" in report and saved["claims"]
+    assert {c["verdict"] for c in saved["claims"]} <= {NOT_AT_SCALE, "yes", "no"}
+    return report, saved
+
+
+def _row(report: str, start: str) -> list[str]:
+    line = next(line for line in report.splitlines() if line.startswith(f"| {start} |"))
+    return [c.strip() for c in line.strip("|").split("|")][1:]
+
+
+def test_pc_table1_smoke(tmp_path: Path) -> None:
+    out = tmp_path / "results" / "pc-table1"
+    reproduce("pc-table1", out, scale="smoke", progress=False)
+    report, saved = _outputs(out, "pc-table1")
+    s = PC_SCALES["smoke"]
+    models = saved["results"]["models"]
+    assert set(models) == set(VARIANTS) and saved["results"]["n"] == s.n
+    paper = PC_PAPER.table("P4")
+    cols = [c for c in paper["PC"] if c != "clean"]
+    # the paper's rows verbatim, right below ours
+    assert _row(report, "Ours (paper)") == [paper["PC"]["clean"], *(paper["PC"][c] for c in cols)]
+    assert _row(report, "CE (paper)")[7] == "49.0" and _row(report, "Ours (paper)")[7] == "72.3"
+    assert _row(report, "KMNIST Ours (paper)")[0] == "95.4" and _row(report, "SVHN CE (paper)")[0] == "94.9"
+    for variant, info in models.items():
+        c = info["columns"]
+        assert _row(report, f"{variant} (ours)") == [f"{100 * c[k]:.1f}" for k in ("clean", *cols)]
+        for eps in s.eps:
+            e = f"{eps:g}"
+            # the worst case includes the paper's four attacks at this eps, so it is below each of them
+            assert c[f"strongest {e}"] <= min(c[f"{a} {e}"] for a in ("FGSM", "BIM", "PGD", "MIM")) + 1e-9
+            assert c[f"strongest attacks {e}"] == [spec.label for spec in strong_suite(s, eps)]
+        assert set(saved["diagnostics"][variant]) >= {"passed", "checks", "eps"}
+    # the ablation's gains are PC minus CE on the same backbone, computed from the stored numbers
+    pc_row = _row(report, PC_MAIN)
+    gain = 100 * (models[PC_MAIN]["columns"]["PGD 0.1"] - models[baseline_of(PC_MAIN)]["columns"]["PGD 0.1"])
+    assert pc_row[-2] == f"{gain:+.1f}" and _row(report, CE_MAIN)[-1] == "-"
+    assert "## Does the PC gain reproduce?" in report and report.count("is a PC model at least 10 points") == 2
+    assert "no KMNIST, Fashion-MNIST or SVHN loader" in report
+    assert {c["verdict"] for c in saved["claims"]} == {NOT_AT_SCALE}     # untrained smoke models
+    # the old name is an alias at any scale, and reuses the cached runs and evaluations
+    runs = tmp_path / "results" / "runs"
+    stamps = {p.name: (p / "checkpoint.pt").stat().st_mtime_ns for p in runs.iterdir()}
+    assert len(stamps) == len(VARIANTS)
+    again = reproduce("pc-mnist-table1", tmp_path / "results" / "alias", scale="smoke", progress=False)
+    assert again["recipe"] == "pc-table1"
+    assert {p.name: (p / "checkpoint.pt").stat().st_mtime_ns for p in runs.iterdir()} == stamps
+    assert again["results"]["models"][PC_MAIN]["columns"] == models[PC_MAIN]["columns"]
+
+
+def test_pc_alias_and_listing() -> None:
+    assert "pc-mnist-table1" not in RECIPES and "pc-table1" in RECIPES
+    for scale in (None, "smoke", "cpu", "paper"):
+        recipe, resolved = resolve("pc-mnist-table1", scale)
+        assert recipe.name == "pc-table1" and resolved == (scale or "cpu")
+    with pytest.raises(ValueError, match="is mmc-table1 --scale paper"):
+        resolve("cifar10-table1", "cpu")
+
+
+def test_pc_configs_follow_the_paper_recipe() -> None:
+    ce = pc_config("sce", {}, True, 50)
+    pc = pc_config("pc", {"loss_form": "authors"}, False, 50)
+    for cfg in (ce, pc):   # the PC paper l.177: LeNet-5, Adam, lr 0.01, batch 256; CE 2T epochs, PC T + T
+        assert (cfg.model, cfg.optimizer, cfg.lr, cfg.batch_size, cfg.epochs) == ("lenet5", "adam", 0.01, 256, 100)
+    assert ce.model_options["feature_relu"] is True and pc.model_options["feature_relu"] is False
+    assert pc.objective_options["warmup_epochs"] == 50 and pc.objective_options["loss_form"] == "authors"
+    assert "warmup_epochs" not in ce.objective_options
+    s = PC_SCALES["cpu"]
+    assert s.config(PC_MAIN).objective_options["loss_form"] == "paper" and s.config(PC_MAIN).epochs == 2 * s.t
+    assert {s.config(v).model_options["feature_relu"] for v in VARIANTS} == {True, False}
+    assert len({json.dumps(s.config(v).to_dict(), sort_keys=True) for v in VARIANTS}) == len(VARIANTS)
+
+
+def _seed_lines() -> list[str]:
+    path = SEEDS / PC_PAPER.source_file
+    if not path.is_file():
+        if os.environ.get("CI"):
+            pytest.fail(f"CI is set but the paper texts are missing: {path}")
+        pytest.skip(f"the paper texts are not here ({path})")
+    return path.read_text(encoding="utf-8").splitlines()
+
+
+def test_pc_tables_read_left_to_right_on_their_lines() -> None:
+    """Every table line: the stored cells, in the stored model order, are exactly the line's accuracy cells."""
+    lines = _seed_lines()
+    by_line: dict[tuple[str, int], list[str]] = {}
+    for num in PC_PAPER.numbers:
+        by_line.setdefault((num.experiment, num.line), []).append(num.text)
+    assert {e for e, _ in by_line} == {"P4", "P5", "P6", "P8", "P9"}
+    # tab-separated cells: attack name, Param., the gray-scale (or only) group, [Param., the colour group]
+    groups = {"P4": (slice(2, 8), slice(9, 13)), "P6": (slice(2, 8), slice(9, 13)),
+              "P5": (slice(2, 5), slice(6, 9)), "P9": (slice(2, 14), slice(15, 17)), "P8": (slice(2, 8),)}
+    for (experiment, line), texts in by_line.items():
+        cells = [c.strip() for c in re.sub(r"</?b>", "", lines[line - 1]).split("\t")]
+        numbers = [c for part in groups[experiment] for c in cells[part]]
+        assert numbers == texts, f"{experiment} l.{line}: stored {texts}, the paper prints {numbers}"

@@ -135,7 +135,9 @@ def test_pc_tables_read_left_to_right_on_their_lines() -> None:
     by_line: dict[tuple[str, int], list[str]] = {}
     for num in PC_PAPER.numbers:
         by_line.setdefault((num.experiment, num.line), []).append(num.text)
-    assert {e for e, _ in by_line} == {"P4", "P5", "P6", "P8", "P9"}
+    assert {e for e, _ in by_line} == {"P1", "P4", "P5", "P6", "P8", "P9"}
+    gaps = re.findall(r"0\.\d{3}", lines[36])   # P1: four gaps in the running text of l.37, in order
+    assert by_line.pop(("P1", 37)) == gaps
     # tab-separated cells: attack name, Param., the gray-scale (or only) group, [Param., the colour group]
     groups = {"P4": (slice(2, 8), slice(9, 13)), "P6": (slice(2, 8), slice(9, 13)),
               "P5": (slice(2, 5), slice(6, 9)), "P9": (slice(2, 14), slice(15, 17)), "P8": (slice(2, 8),)}
@@ -143,3 +145,43 @@ def test_pc_tables_read_left_to_right_on_their_lines() -> None:
         cells = [c.strip() for c in re.sub(r"</?b>", "", lines[line - 1]).split("\t")]
         numbers = [c for part in groups[experiment] for c in cells[part]]
         assert numbers == texts, f"{experiment} l.{line}: stored {texts}, the paper prints {numbers}"
+
+
+def test_probability_gap_and_rank_by_hand() -> None:
+    import torch
+
+    from robustloss.reproduce.pc import newly_successful_ranks, probability_gap, rank_of
+
+    probs = torch.tensor([[0.7, 0.2, 0.1], [0.1, 0.3, 0.6], [0.5, 0.45, 0.05]])
+    labels = torch.tensor([0, 1, 1])
+    assert torch.allclose(probability_gap(probs, labels), torch.tensor([0.5, -0.3, -0.05]))
+    assert rank_of(probs, torch.tensor([1, 2, 2])).tolist() == [2, 1, 3]
+    ranks = [torch.tensor([2, 2, 3]), torch.tensor([2, 3, 4]), torch.tensor([3, 3, 2])]
+    success = [torch.tensor([True, False, False]), torch.tensor([True, True, False]),
+               torch.tensor([False, True, True])]
+    # new at m: fooled at eps_m but not at eps_{m-1}
+    assert [r.tolist() for r in newly_successful_ranks(ranks, success)] == [[2], [3], [2]]
+
+
+@pytest.mark.parametrize("name", ["pc-gap", "pc-fig2"])
+def test_pc_analysis_recipes_smoke(tmp_path: Path, name: str) -> None:
+    out = tmp_path / name
+    reproduce(name, out, scale="smoke", progress=False)
+    report, saved = _outputs(out, name)
+    res = saved["results"]
+    if name == "pc-gap":
+        assert set(res["gaps"]) == set(VARIANTS)
+        for g in res["gaps"].values():
+            assert -1.0 <= g["mean_gap"] <= 1.0 and 0.0 <= g["accuracy"] <= 1.0
+        assert _row(report, "CIFAR-100 PC (paper, ResNet-56)")[0] == "0.558"
+        assert _row(report, PC_MAIN)[0] == f"{res['gaps'][PC_MAIN]['mean_gap']:.3f}"
+    else:
+        s = PC_SCALES["smoke"]
+        assert len(res["grid"]) == round(s.grid_end / s.grid_step) and res["grid"][-1] == pytest.approx(s.grid_end)
+        assert set(res["study"]) == {f"{m} / {a}" for m in (CE_MAIN, PC_MAIN) for a in ("FGSM", "MIM")}
+        for st in res["study"].values():
+            assert sum(st["new_count"]) <= st["correct_points"] * len(res["grid"])
+            for m, count in enumerate(st["new_count"]):
+                shares = sum(st["rank_share"][k][m] for k in ("2", "3", "4", "5")) + st["rank_share_above_5"][m]
+                assert shares == pytest.approx(1.0 if count else 0.0)
+        assert "## Rank of the class newly successful adversarial examples fall into" in report

@@ -29,11 +29,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from robustloss import datasets
 from robustloss.evaluation.report import markdown_table
 from robustloss.evaluation.suite import AttackSpec
 from robustloss.reproduce.framework import Claim, Context, Outcome, Recipe, pct, pyplot
 from robustloss.reproduce.papers.pc_paper import DATASET_PREFIX, PC_PAPER
+from robustloss.runs import load_run
 from robustloss.training.config import TrainConfig
 
 #: the ablation of issue 11 item 1: row name -> (objective, objective options without warm-up, feature ReLU).
@@ -407,3 +410,226 @@ PC_TABLE1 = Recipe(
            "paper": "estimated ~3 h of training on one CPU thread (600 epochs at ~15 s) plus ~5 h of attacks on "
                     "10,000 points; about 30 min on a GPU"},
     run=_t1_run)
+
+
+# ---------------------------------------------------------------------------------------------- pc-gap (P1)
+def _models_of(ctx: Context, s: PCScale, variants: tuple[str, ...]) -> dict[str, Path]:
+    """The run folder of each variant (trained first if the cache does not hold it)."""
+    return {v: ctx.train(v, s.config(v)) for v in variants}
+
+
+def probability_gap(probs: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Per example ``p_y - max_{j != y} p_j`` (the PC paper l.37: "the average probability gap between the true
+    class and the most probable false class"); negative for a misclassified example."""
+    true = probs.gather(1, labels[:, None])[:, 0]
+    wrong = probs.scatter(1, labels[:, None], float("-inf")).max(dim=1).values
+    return true - wrong
+
+
+def _probs(run_dir: Path, x: torch.Tensor, device: str) -> torch.Tensor:
+    """Softmax probabilities of ``run_dir``'s model on ``x`` (computed in float64 so a saturated softmax shows)."""
+    model = load_run(run_dir, device=device)
+    dev = next(model.parameters()).device
+    with torch.no_grad():
+        logits = torch.cat([model(x[i:i + 1000].to(dev)).cpu() for i in range(0, len(x), 1000)])
+    return torch.softmax(logits.double(), dim=1).float()
+
+
+def _gap_run(ctx: Context) -> Outcome:
+    s = PC_SCALES[ctx.scale]
+    plt = pyplot()
+    n = ctx.n_eval(10_000 if ctx.scale != "smoke" else s.n)
+    x, y = datasets.load(s.dataset, "test", ctx.data_dir)
+    x, y = x[:n], y[:n]
+    gaps: dict[str, dict[str, Any]] = {}
+    fig, ax = plt.subplots(figsize=(7, 4.2))
+    for i, (variant, run_dir) in enumerate(_models_of(ctx, s, s.variants).items()):
+        gap = probability_gap(_probs(run_dir, x, ctx.device), y)
+        correct = gap > 0
+        gaps[variant] = {"mean_gap": float(gap.mean()), "mean_gap_correct": float(gap[correct].mean())
+                         if bool(correct.any()) else None, "accuracy": float(correct.float().mean()),
+                         "saturated_fraction": float((gap > 0.999).float().mean()), "run": str(run_dir)}
+        ax.hist(gap.numpy(), bins=50, range=(-1, 1), histtype="step", lw=1.5, color=plt.get_cmap("tab10")(i),
+                ls="-" if VARIANTS[variant][2] else "--", label=f"{variant}: mean {gap.mean():.3f}")
+    ax.set_yscale("log")
+    ax.set_xlabel("p_true - max p_false")
+    ax.set_ylabel("test points")
+    ax.set_title(f"probability gap on {n} {s.dataset} test points ({ctx.scale} scale)")
+    ax.legend(fontsize=7, loc="upper left")
+    ctx.figure(fig, "probability_gap")
+    paper = PC_PAPER.table("P1")
+    rows = [[v, f"{g['mean_gap']:.3f}", "-" if g["mean_gap_correct"] is None else f"{g['mean_gap_correct']:.3f}",
+             pct(g["accuracy"]), pct(g["saturated_fraction"])] for v, g in gaps.items()]
+    rows += [[f"{k} (paper, ResNet-56)", v["gap"], "-", "-", "-"] for k, v in paper.items()]
+    sections = [f"## Mean probability gap, true class vs the most probable false class\n\nThe paper (l.37) reports "
+                "the gap for ResNet-56 on CIFAR-100 and Tiny ImageNet, beside ours on the first "
+                f"{n} test points of {s.dataset} (LeNet-5, the models of `pc-table1`). *saturated*: gap > 0.999, "
+                "where a float32 softmax leaves CE-loss attacks almost no gradient.\n\n"
+                + markdown_table(["model", "mean gap", "mean gap (correct points)", "accuracy", "saturated (%)"],
+                                 rows)]
+
+    def larger(results: dict[str, Any]) -> tuple[bool | None, str]:
+        g = results["gaps"]
+        pairs = [(v, g[v]["mean_gap"], g[baseline_of(v)]["mean_gap"]) for v in g if VARIANTS[v][0] == "pc"]
+        return all(a > b for _, a, b in pairs), "; ".join(f"{v} {a:.3f} vs CE {b:.3f}" for v, a, b in pairs)
+
+    def main_larger(results: dict[str, Any]) -> tuple[bool | None, str]:
+        a, b = results["gaps"][PC_MAIN]["mean_gap"], results["gaps"][CE_MAIN]["mean_gap"]
+        return a > b, f"{PC_MAIN} {a:.3f} vs {CE_MAIN} {b:.3f} (the paper, CIFAR-100: 0.558 vs 0.527)"
+
+    claims = [Claim("The PC loss enlarges the mean probability gap over CE (paper's recipe)", "l.37", main_larger),
+              Claim("... for every PC variant against CE on the same backbone", "l.37", larger)]
+    deviations = [("dataset / model", "CIFAR-100 and Tiny ImageNet, ResNet-56",
+                   f"{s.dataset}, LeNet-5 (pc-table1's models, T = {s.t})"), ("test points", "the test sets", str(n))]
+    return Outcome(sections, {"n": n, "gaps": gaps, "paper_numbers": paper}, claims, deviations)
+
+
+PC_GAP = Recipe(
+    "pc-gap", "mean probability gap between the true and the most probable false class, CE vs PC (PC paper l.37)",
+    ("P1",), PC_PAPER,
+    plans={"smoke": "synthetic data, pc-table1's six smoke models, 32 test points",
+           "cpu": "MNIST, pc-table1's six cpu models (trained if not cached), all 10,000 test images",
+           "paper": "MNIST, pc-table1's paper-scale models; CIFAR-100 / Tiny ImageNet with ResNet-56 are not "
+                    "available (no Tiny ImageNet loader; the paper's numbers are shown)"},
+    times={"smoke": "measured ~10 s", "cpu": "~1 min when pc-table1's runs are cached (else its ~35 min of "
+                                             "training)", "paper": "~1 min after pc-table1 --scale paper"},
+    run=_gap_run)
+
+
+# -------------------------------------------------------------------------------------------- pc-fig2 (P3)
+def rank_of(probs: torch.Tensor, classes: torch.Tensor) -> torch.Tensor:
+    """The 1-based rank of ``classes`` in each row of ``probs`` (1 = the most probable class)."""
+    chosen = probs.gather(1, classes[:, None])
+    return (probs > chosen).sum(dim=1) + 1
+
+
+def newly_successful_ranks(ranks: list[torch.Tensor], success: list[torch.Tensor]) -> list[torch.Tensor]:
+    """For each grid point m: the ranks of the examples the attack fools at eps_m but not at eps_{m-1} (all fooled
+    examples at the first grid point)."""
+    out = []
+    previous = torch.zeros_like(success[0])
+    for r, ok in zip(ranks, success):
+        new = ok & ~previous
+        out.append(r[new])
+        previous = ok
+    return out
+
+
+def _fig2_run(ctx: Context) -> Outcome:
+    from robustloss.attacks import ATTACKS
+
+    s = PC_SCALES[ctx.scale]
+    plt = pyplot()
+    n = ctx.n_eval(s.grid_n if ctx.scale != "cpu" else 1000)
+    x, y = datasets.load(s.dataset, "test", ctx.data_dir)
+    x, y = x[:n], y[:n]
+    steps = round(s.grid_end / s.grid_step)
+    grid = [round(s.grid_step * (i + 1), 6) for i in range(steps)]
+    study: dict[str, dict[str, Any]] = {}
+    for variant, run_dir in _models_of(ctx, s, (CE_MAIN, PC_MAIN)).items():
+        model = load_run(run_dir, device=ctx.device)
+        probs = _probs(run_dir, x, ctx.device)
+        correct = probs.argmax(dim=1) == y
+        xc, yc, pc_probs = x[correct], y[correct], probs[correct]
+        for attack in ("fgsm", "mim"):
+            ranks, success = [], []
+            for eps in grid:
+                # MIM: 10 iterations of eps/10, decay 1 (the paper states neither; Dong et al. 2018's defaults)
+                params = {"eps": eps, "loss": "ce"} if attack == "fgsm" else \
+                    {"eps": eps, "steps": 10, "step_size": eps / 10, "decay": 1.0, "loss": "ce"}
+                result = ATTACKS.build(attack, params, model=model).run(xc, yc)
+                success.append(result.success)
+                ranks.append(rank_of(pc_probs, result.prediction))
+            new = newly_successful_ranks(ranks, success)
+            study[f"{variant} / {attack.upper()}"] = {
+                "eps": grid, "correct_points": int(correct.sum()),
+                "new_count": [int(len(r)) for r in new],
+                "rank_share": {str(k): [float((r == k).float().mean()) if len(r) else 0.0 for r in new]
+                               for k in (2, 3, 4, 5)},
+                "rank_share_above_5": [float((r > 5).float().mean()) if len(r) else 0.0 for r in new],
+                "success_rate": [float(ok.float().mean()) for ok in success]}
+    fig, axes = plt.subplots(2, 2, figsize=(12, 7.5))
+    colours = plt.get_cmap("viridis")
+    for ax, (name, st) in zip(axes.flat, study.items()):
+        bottom = [0.0] * len(grid)
+        width = 0.8 * s.grid_step
+        for j, k in enumerate(("2", "3", "4", "5")):
+            vals = [100 * v for v in st["rank_share"][k]]
+            ax.bar(grid, vals, width=width, bottom=bottom, color=colours(j / 4), label=f"rank {k}")
+            bottom = [b + v for b, v in zip(bottom, vals)]
+        ax.bar(grid, [100 * v for v in st["rank_share_above_5"]], width=width, bottom=bottom, color="lightgrey",
+               label="rank > 5")
+        ax.set_ylim(0, 100)
+        ax.set_ylabel("% of newly successful attacks")
+        ax.set_xlabel("L-inf eps")
+        ax.set_title(name, fontsize=9)
+        twin = ax.twinx()
+        twin.plot(grid, st["new_count"], color="black", marker=".", lw=1)
+        twin.set_ylabel("newly successful attacks (line)")
+    axes[0, 0].legend(fontsize=7, loc="lower left")
+    fig.suptitle(f"Which class adversarial examples fall into (rank in the clean prediction), {n} {s.dataset} "
+                 f"test points ({ctx.scale} scale)")
+    fig.tight_layout()
+    ctx.figure(fig, "fig2_rank_of_new_class")
+    rows = []
+    for name, st in study.items():
+        total = sum(st["new_count"])
+        share2 = (sum(c * r for c, r in zip(st["new_count"], st["rank_share"]["2"])) / total) if total else 0.0
+        half = len(grid) // 2
+        first = sum(c * r for c, r in zip(st["new_count"][:half], st["rank_share"]["2"][:half]))
+        last = sum(c * r for c, r in zip(st["new_count"][half:], st["rank_share"]["2"][half:]))
+        n1, n2 = sum(st["new_count"][:half]), sum(st["new_count"][half:])
+        st["overall_rank2_share"] = share2
+        st["rank2_share_first_half"] = first / n1 if n1 else None
+        st["rank2_share_second_half"] = last / n2 if n2 else None
+        rows.append([name, str(st["correct_points"]), str(total), pct(share2),
+                     pct(st["rank2_share_first_half"]), pct(st["rank2_share_second_half"]),
+                     pct(st["success_rate"][-1])])
+    sections = [f"## Rank of the class newly successful adversarial examples fall into\n\nFor each eps of the grid "
+                f"{grid[0]:g}, {grid[1]:g}, ..., {grid[-1]:g} (step {s.grid_step:g}; the paper's grid is not "
+                "stated), the examples an untargeted attack on CE fools at that eps but not at the previous one, "
+                "and the rank of the class they land in among the clean prediction's probabilities (rank 2 = the "
+                "most probable false class). Only correctly classified clean points are attacked. FGSM is one "
+                "step; MIM is 10 iterations of eps/10 with decay 1 (the paper states neither).\n\n"
+                + markdown_table(["model / attack", "attacked points", "newly successful (sum over the grid)",
+                                  "rank 2 share (%)", "rank 2 share, eps <= "
+                                  f"{grid[len(grid) // 2 - 1]:g} (%)", f"rank 2 share, eps > {grid[len(grid) // 2 - 1]:g}"
+                                  " (%)", f"success rate at eps {grid[-1]:g} (%)"], rows)]
+
+    def most_rank2(results: dict[str, Any]) -> tuple[bool | None, str]:
+        st = results["study"][f"{CE_MAIN} / FGSM"]
+        return st["overall_rank2_share"] > 0.5, f"CE / FGSM: {100 * st['overall_rank2_share']:.1f}% land in rank 2"
+
+    def spreads(results: dict[str, Any]) -> tuple[bool | None, str]:
+        st = results["study"][f"{CE_MAIN} / FGSM"]
+        a, b = st["rank2_share_first_half"], st["rank2_share_second_half"]
+        if a is None or b is None:
+            return None, "no newly successful example in one half of the grid"
+        return b < a, f"CE / FGSM rank-2 share: {100 * a:.1f}% (small eps) vs {100 * b:.1f}% (large eps)"
+
+    def mim_keeps(results: dict[str, Any]) -> tuple[bool | None, str]:
+        f, m = (results["study"][f"{CE_MAIN} / {a}"]["overall_rank2_share"] for a in ("FGSM", "MIM"))
+        return m >= f, f"CE rank-2 share: MIM {100 * m:.1f}% vs FGSM {100 * f:.1f}%"
+
+    claims = [Claim("Most newly successful adversarial examples of a CE model fall into the most probable false "
+                    "class (rank 2)", "l.105-107, Fig. 2 (CIFAR-10)", most_rank2),
+              Claim("With larger FGSM eps, more of them go to the 3rd-5th classes (the rank-2 share falls)",
+                    "l.105-107, Fig. 2", spreads),
+              Claim("MIM keeps a higher rank-2 share than FGSM", "l.105-107, Fig. 2 (CIFAR-10)", mim_keeps)]
+    deviations = [("dataset / model", "CIFAR-10 and CIFAR-100, model not stated (CE-trained)",
+                   f"{s.dataset}, LeNet-5 (pc-table1's CE and PC models, T = {s.t})"),
+                  ("eps grid", "'a fine grid', values not stated", f"{grid[0]:g} to {grid[-1]:g} step {s.grid_step:g}"),
+                  ("test points", "10,000 (l.105)", str(n))]
+    return Outcome(sections, {"n": n, "grid": grid, "study": study}, claims, deviations)
+
+
+PC_FIG2 = Recipe(
+    "pc-fig2", "rank of the class newly successful FGSM/MIM adversarial examples fall into, over a fine eps grid "
+    "(PC paper Fig. 2)", ("P3",), PC_PAPER,
+    plans={"smoke": "synthetic data, the smoke CE and PC models, eps 0.05-0.3 step 0.05, 32 test points",
+           "cpu": "MNIST, pc-table1's CE and PC (paper's recipe) models, eps 0.01-0.3 step 0.01, 1,000 test points",
+           "paper": "MNIST with pc-table1's paper-scale models, all 10,000 test images (CIFAR-10/100: no VGG-13)"},
+    times={"smoke": "measured ~10 s", "cpu": "estimated ~5 min when pc-table1's runs are cached (2 models x 30 eps x "
+                                             "(1 + 10) gradient steps on 1,000 points)",
+           "paper": "estimated ~1 h on one CPU thread after pc-table1 --scale paper"},
+    run=_fig2_run)

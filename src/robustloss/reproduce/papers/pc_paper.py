@@ -8,7 +8,7 @@ printed "C&W" in Tables 2 and 5) and ``"clean"``.  Rows are the model; the
 MNIST rows are plain (``"CE"``, ``"PC"`` = the paper's "Ours", ``"GCE*"``,
 ``"CE+AT"``, ...), the other datasets' rows carry the dataset
 (``"KMNIST PC"``, ``"CIFAR-10 CE"``).  Experiment IDs: ``seed-experiments.md``
-(P4 = Table 1, P5 = Table 2, P6 = Table 3, P8 = Table 4, P9 = Table 5).
+(P1 = the probability gaps of the introduction, P4 = Table 1, P5 = Table 2, P6 = Table 3, P8 = Table 4, P9 = Table 5).
 """
 
 from __future__ import annotations
@@ -116,7 +116,14 @@ _P9 = _wide("P9", P9_MODELS, [
     (282, "SPSA 0.3 0.3", "77.3 56.6 97.1 95.7 72.0 69.9 79.0 78.0 14.2 30.0 41.6 39.8 6.5 39.6"),
 ])
 
+#: the introduction (l.37): average gap between the true-class probability and the most probable false class,
+#: ResNet-56, test data
+_P1 = (PaperNumber("pc", "P1", "CIFAR-100 CE", "gap", "0.527", 37),
+       PaperNumber("pc", "P1", "CIFAR-100 PC", "gap", "0.558", 37),
+       PaperNumber("pc", "P1", "Tiny ImageNet CE", "gap", "0.131", 37),
+       PaperNumber("pc", "P1", "Tiny ImageNet PC", "gap", "0.231", 37))
+
 #: the datasets of each table, as the prefixes of their rows ("" = MNIST)
 DATASET_PREFIX = {"MNIST": "", "KMNIST": "KMNIST ", "FMNIST": "FMNIST ", "CIFAR-10": "CIFAR-10 ", "SVHN": "SVHN "}
 
-PC_PAPER = Paper("pc", "the PC paper (Li et al.)", "004_47b8a8a080d3078d.txt", _P4 + _P5 + _P6 + _P8 + _P9)
+PC_PAPER = Paper("pc", "the PC paper (Li et al.)", "004_47b8a8a080d3078d.txt", _P1 + _P4 + _P5 + _P6 + _P8 + _P9)

@@ -185,3 +185,39 @@ def test_pc_analysis_recipes_smoke(tmp_path: Path, name: str) -> None:
                 shares = sum(st["rank_share"][k][m] for k in ("2", "3", "4", "5")) + st["rank_share_above_5"][m]
                 assert shares == pytest.approx(1.0 if count else 0.0)
         assert "## Rank of the class newly successful adversarial examples fall into" in report
+
+
+def test_masking_criteria_on_the_papers_tables() -> None:
+    from robustloss.reproduce.pc import (black_box_stronger, far_from_total_success, iterative_weaker_than_one_step,
+                                         paper_violations, rises_with_eps)
+
+    table = {"A": {"FGSM 0.1": 50.0, "PGD 0.1": 60.0, "FGSM 0.2": 40.0, "PGD 0.2": 30.0, "CW 0.0": 90.0}}
+    assert iterative_weaker_than_one_step(table) == ["A: PGD 0.1 60.0 > FGSM 50.0"]
+    assert rises_with_eps({"A": {"PGD 0.1": 5.0, "PGD 0.2": 7.0, "PGD 0.3": 1.0}}) == ["A: PGD 0.1 -> 0.2: 5.0 -> 7.0"]
+    assert far_from_total_success(table, 0.2, 35.0) == ["A: FGSM 0.2 40.0"]
+    assert black_box_stronger(table, {"A": {"PGD 0.1": 55.0, "SPSA 0.2": 20.0}}) == [
+        "A: black-box PGD 0.1 55.0 < white-box PGD 60.0", "A: black-box SPSA 0.2 20.0 < white-box PGD 30.0"]
+    found = paper_violations()
+    # the cases seed-experiments.md lists (notes 24-25), found from the stored numbers
+    assert "Table 1, KMNIST CE: BIM 0.1 55.8 > FGSM 26.2" in found["criterion 1"]
+    assert "Table 1, SVHN PC: MIM 0.2 26.0 > FGSM 17.1" in found["criterion 1"]
+    assert "Table 1, CIFAR-10 CE: FGSM 0.04 -> 0.12: 4.3 -> 11.7" in found["criterion 3 (monotone)"]
+    assert "Table 3, CIFAR-10 CE: PGD 0.12 -> 0.2: 13.2 -> 16.7" in found["criterion 3 (monotone)"]
+    assert "Table 4, CIFAR-100 PC: black-box SPSA 0.015 22.1 < white-box PGD 52.6" in found["criterion 2"]
+    assert "Table 1, PC: FGSM 0.3 65.0" in found["criterion 3 (close to 100% at eps 0.3)"]
+    assert not any("MNIST" in v and "KMNIST" not in v and "FMNIST" not in v for v in found["criterion 1"])
+
+
+def test_pc_masking_smoke(tmp_path: Path) -> None:
+    out = tmp_path / "pc-masking"
+    reproduce("pc-masking", out, scale="smoke", progress=False)
+    report, saved = _outputs(out, "pc-masking")
+    res = saved["results"]
+    assert set(res["models"]) == set(VARIANTS)
+    # the exact claims about the paper's tables get a verdict at every scale: all four fail
+    exact = [c for c in saved["claims"] if c["claim"].startswith("The paper's own tables")]
+    assert len(exact) == 4 and {c["verdict"] for c in exact} == {"no"}
+    counts = _row(report, "criterion 1")
+    assert counts[1] == f"{len(res['paper_violations']['criterion 1'])} violation(s)"
+    assert counts[2] == f"{len(res['our_violations']['criterion 1'])} violation(s)"
+    assert "Table 1, KMNIST CE: BIM 0.1 55.8 > FGSM 26.2" in report

@@ -14,7 +14,8 @@ import pytest
 from robustloss.reproduce import RECIPES, reproduce, resolve
 from robustloss.reproduce.framework import NOT_AT_SCALE
 from robustloss.reproduce.papers.pc_paper import PC_PAPER
-from robustloss.reproduce.pc import CE_MAIN, PC_MAIN, PC_SCALES, VARIANTS, baseline_of, pc_config, strong_suite
+from robustloss.reproduce.pc import (ABLATION, CE_MAIN, PC_MAIN, PC_SCALES, VARIANTS, baseline_of, pc_config,
+                                     strong_suite)
 
 pytest.importorskip("matplotlib")
 SEEDS = (Path(__file__).resolve().parents[1] / ".." / "shared" / "seeds").resolve()
@@ -64,7 +65,7 @@ def test_pc_table1_smoke(tmp_path: Path) -> None:
     report, saved = _outputs(out, "pc-table1")
     s = PC_SCALES["smoke"]
     models = saved["results"]["models"]
-    assert set(models) == set(VARIANTS) and saved["results"]["n"] == s.n
+    assert set(models) == set(ABLATION) and saved["results"]["n"] == s.n
     paper = PC_PAPER.table("P4")
     cols = [c for c in paper["PC"] if c != "clean"]
     # the paper's rows verbatim, right below ours
@@ -90,7 +91,7 @@ def test_pc_table1_smoke(tmp_path: Path) -> None:
     # the old name is an alias at any scale, and reuses the cached runs and evaluations
     runs = tmp_path / "results" / "runs"
     stamps = {p.name: (p / "checkpoint.pt").stat().st_mtime_ns for p in runs.iterdir()}
-    assert len(stamps) == len(VARIANTS)
+    assert len(stamps) == len(ABLATION)
     again = reproduce("pc-mnist-table1", tmp_path / "results" / "alias", scale="smoke", progress=False)
     assert again["recipe"] == "pc-table1"
     assert {p.name: (p / "checkpoint.pt").stat().st_mtime_ns for p in runs.iterdir()} == stamps
@@ -116,8 +117,8 @@ def test_pc_configs_follow_the_paper_recipe() -> None:
     assert "warmup_epochs" not in ce.objective_options
     s = PC_SCALES["cpu"]
     assert s.config(PC_MAIN).objective_options["loss_form"] == "paper" and s.config(PC_MAIN).epochs == 2 * s.t
-    assert {s.config(v).model_options["feature_relu"] for v in VARIANTS} == {True, False}
-    assert len({json.dumps(s.config(v).to_dict(), sort_keys=True) for v in VARIANTS}) == len(VARIANTS)
+    assert {s.config(v).model_options["feature_relu"] for v in ABLATION} == {True, False}
+    assert len({json.dumps(s.config(v).to_dict(), sort_keys=True) for v in ABLATION}) == len(ABLATION)
 
 
 def _seed_lines() -> list[str]:
@@ -170,7 +171,7 @@ def test_pc_analysis_recipes_smoke(tmp_path: Path, name: str) -> None:
     report, saved = _outputs(out, name)
     res = saved["results"]
     if name == "pc-gap":
-        assert set(res["gaps"]) == set(VARIANTS)
+        assert set(res["gaps"]) == set(ABLATION)
         for g in res["gaps"].values():
             assert -1.0 <= g["mean_gap"] <= 1.0 and 0.0 <= g["accuracy"] <= 1.0
         assert _row(report, "CIFAR-100 PC (paper, ResNet-56)")[0] == "0.558"
@@ -213,7 +214,7 @@ def test_pc_masking_smoke(tmp_path: Path) -> None:
     reproduce("pc-masking", out, scale="smoke", progress=False)
     report, saved = _outputs(out, "pc-masking")
     res = saved["results"]
-    assert set(res["models"]) == set(VARIANTS)
+    assert set(res["models"]) == set(ABLATION)
     # the exact claims about the paper's tables get a verdict at every scale: all four fail
     exact = [c for c in saved["claims"] if c["claim"].startswith("The paper's own tables")]
     assert len(exact) == 4 and {c["verdict"] for c in exact} == {"no"}
@@ -221,3 +222,41 @@ def test_pc_masking_smoke(tmp_path: Path) -> None:
     assert counts[1] == f"{len(res['paper_violations']['criterion 1'])} violation(s)"
     assert counts[2] == f"{len(res['our_violations']['criterion 1'])} violation(s)"
     assert "Table 1, KMNIST CE: BIM 0.1 55.8 > FGSM 26.2" in report
+
+
+def test_at_and_substitute_configs() -> None:
+    s = PC_SCALES["cpu"]
+    for name, (objective, _, _, at) in VARIANTS.items():
+        cfg = s.config(name)
+        assert cfg.objective == objective and (cfg.adversarial is not None) == at
+    at_cfg = s.config("PC+AT").adversarial
+    assert at_cfg is not None   # the PC paper l.234: FGSM, eps in [0.1, 0.3], 1:1 clean:adversarial, untargeted
+    assert (at_cfg.method, at_cfg.eps, at_cfg.eps_min, at_cfg.mix, at_cfg.targeted) == ("fgsm", 0.3, 0.1, "half", False)
+    sub = s.substitute()
+    assert sub.model == "cnn3" and sub.objective == "sce" and sub.epochs == 2 * s.t
+
+
+@pytest.mark.parametrize("name", ["pc-table2", "pc-table3", "pc-table5"])
+def test_pc_table_recipes_smoke(tmp_path: Path, name: str) -> None:
+    out = tmp_path / name
+    reproduce(name, out, scale="smoke", progress=False)
+    report, saved = _outputs(out, name)
+    models = saved["results"]["models"]
+    experiment, expected, paper_row, column = {
+        "pc-table2": ("P5", {CE_MAIN, "GCE (feature ReLU)", PC_MAIN}, "GCE*", "PGD 0.1"),
+        "pc-table3": ("P6", {CE_MAIN, PC_MAIN}, "PC", "SPSA 0.3"),
+        "pc-table5": ("P9", {"CE+AT", "GCE+AT", "PC+AT", PC_MAIN}, "PC+AT", "PGD 0.3")}[name]
+    assert set(models) == expected
+    paper = PC_PAPER.table(experiment)
+    cols = list(paper[paper_row])
+    theirs = _row(report, f"{paper_row} (paper)")
+    assert theirs[:len(cols)] == [paper[paper_row][c] for c in cols]
+    for variant, info in models.items():
+        ours = _row(report, f"{variant} (ours)")
+        assert ours[:len(cols)] == [f"{100 * info['columns'][c]:.1f}" for c in cols]
+        assert 0.0 <= info["columns"][column] <= info["columns"]["clean"] + 1e-9
+    if name == "pc-table3":
+        assert "## Black-box minus white-box" in report and saved["results"]["substitute_clean"] > 0
+    if name == "pc-table2":   # C&W with 10x the iterations of Table 1 can only find more examples
+        for info in models.values():
+            assert info["columns"]["CW 0.0"] <= info["columns"]["CW 0.0 (Table 1 setting)"] + 0.1

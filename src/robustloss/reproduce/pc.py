@@ -67,8 +67,8 @@ def baseline_of(variant: str) -> str:
 
 
 def fgsm_at() -> AdversarialConfig:
-    """The PC paper's AT for K/F/MNIST (l.234): FGSM examples with eps drawn from [0.1, 0.3] (uniformly, our
-    reading: "how" is not stated), adversarial : clean = 1 : 1 in each mini-batch, untargeted."""
+    """The PC paper's AT for K/F/MNIST (l.234): FGSM examples with eps drawn from [0.1, 0.3] (uniformly, once per
+    mini-batch - our reading: "how" is not stated), adversarial : clean = 1 : 1 in each mini-batch, untargeted."""
     return AdversarialConfig(method="fgsm", eps=0.3, eps_min=0.1, mix="half", targeted=False, random_start=False)
 
 
@@ -1023,7 +1023,7 @@ def _table5_run(ctx: Context) -> Outcome:
     cols = [*paper["PC+AT"], "clean", "strongest 0.3"]
     at = fgsm_at()
     sections = [f"## Table 5 (MNIST): FGSM adversarial training, accuracy (%)\n\nAT (l.234): FGSM examples with eps "
-                f"drawn uniformly from [{at.eps_min:g}, {at.eps:g}], adversarial : clean = 1 : 1 in every mini-batch, "
+                f"drawn uniformly from [{at.eps_min:g}, {at.eps:g}] once per mini-batch, adversarial : clean = 1 : 1 in every mini-batch, "
                 "in every epoch (PC+AT: also during its CE warm-up; the paper does not say). GCE+AT is trained here "
                 "(the paper does not say where its GCE+AT comes from). The paper's rows: Table 5 (l."
                 f"{PC_PAPER.lines('P9')[0]}-{PC_PAPER.lines('P9')[1]}); it gives no clean accuracy for the AT models. "
@@ -1075,7 +1075,7 @@ PC_TABLE5 = Recipe(
            "cpu": "MNIST, CE+AT / GCE+AT / PC+AT (T = 8, FGSM-AT every epoch) and PC, 500 test points, the paper's "
                   "attacks, SPSA 0.3 and the strongest ensemble",
            "paper": "MNIST, T = 50, all 10,000 test images (CIFAR-10 with PGD-5 AT: not run)"},
-    times={"smoke": "measured ~20 s", "cpu": "estimated ~60 min (3 AT models x ~12 min training at ~1.5x a plain "
-                                             "epoch, ~10 min of attacks each)",
+    times={"smoke": "measured ~6-20 s", "cpu": "estimated ~70 min (3 AT models x 16 epochs at ~3x a plain epoch: "
+                                               "one FGSM gradient plus a doubled batch; ~8 min of attacks each)",
            "paper": "estimated ~5 h on one CPU thread"},
     run=_table5_run)

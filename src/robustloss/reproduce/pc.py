@@ -1023,7 +1023,8 @@ def _table5_run(ctx: Context) -> Outcome:
     cols = [*paper["PC+AT"], "clean", "strongest 0.3"]
     at = fgsm_at()
     sections = [f"## Table 5 (MNIST): FGSM adversarial training, accuracy (%)\n\nAT (l.234): FGSM examples with eps "
-                f"drawn uniformly from [{at.eps_min:g}, {at.eps:g}] once per mini-batch, adversarial : clean = 1 : 1 in every mini-batch, "
+                f"drawn uniformly from [{at.eps_min:g}, {at.eps:g}] once per mini-batch, adversarial : clean = 1 : 1 "
+                "in every mini-batch, "
                 "in every epoch (PC+AT: also during its CE warm-up; the paper does not say). GCE+AT is trained here "
                 "(the paper does not say where its GCE+AT comes from). The paper's rows: Table 5 (l."
                 f"{PC_PAPER.lines('P9')[0]}-{PC_PAPER.lines('P9')[1]}); it gives no clean accuracy for the AT models. "

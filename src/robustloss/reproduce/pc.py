@@ -279,7 +279,8 @@ def verdict_text(results: dict[str, Any]) -> str:
         gains = {v: _gain(results, v, column) for v in _pc_rows(results)}
         winners = [v for v, (g, _, _) in gains.items() if g >= 10]
         detail = "; ".join(f"{v} {pc:.1f} vs {baseline_of(v)} {ce:.1f} ({g:+.1f})" for v, (g, pc, ce) in gains.items())
-        answer = (f"**yes** for {', '.join(winners)}" if winners else "**no**: no variant gets there")
+        answer = (f"**yes** for {', '.join(winners)}" if winners else
+                  "**no**: no variant gets there, so the paper's gain does not reproduce here")
         lines.append(f"- Under {what}, is a PC model at least 10 points more robust than the CE model trained with "
                      f"the same recipe? {answer}. ({detail}.)")
     return "\n".join(lines)

@@ -77,8 +77,9 @@ def test_pc_table1_smoke(tmp_path: Path) -> None:
         assert _row(report, f"{variant} (ours)") == [f"{100 * c[k]:.1f}" for k in ("clean", *cols)]
         for eps in s.eps:
             e = f"{eps:g}"
-            # the worst case includes the paper's four attacks at this eps, so it is below each of them
-            assert c[f"strongest {e}"] <= min(c[f"{a} {e}"] for a in ("FGSM", "BIM", "PGD", "MIM")) + 1e-9
+            # the worst case includes the paper's four attacks at this eps, so it is below each of them (one point
+            # of slack: in the ensemble they run on the survivors, i.e. in other batches, so float sums may differ)
+            assert c[f"strongest {e}"] <= min(c[f"{a} {e}"] for a in ("FGSM", "BIM", "PGD", "MIM")) + 1 / s.n + 1e-9
             assert c[f"strongest attacks {e}"] == [spec.label for spec in strong_suite(s, eps)]
         assert set(saved["diagnostics"][variant]) >= {"passed", "checks", "eps"}
     # the ablation's gains are PC minus CE on the same backbone, computed from the stored numbers

@@ -1070,8 +1070,9 @@ PC_TABLE3 = Recipe(
     plans={"smoke": "synthetic data, CE / PC and the cnn3 substitute, 2 epochs, 32 test points, 2 SPSA steps",
            "cpu": "MNIST, CE / PC (T = 8) and a cnn3 substitute (16 epochs), 500 test points, SPSA 40 steps x 128",
            "paper": "MNIST, T = 50, all 10,000 test images"},
-    times={"smoke": "measured ~15 s", "cpu": "estimated ~20 min after pc-table1 (substitute ~6 min, transfer ~2 min "
-                                             "and SPSA ~5 min per model)",
+    times={"smoke": "measured ~4-15 s", "cpu": "estimated ~35 min after pc-table1 (the cnn3 substitute: measured 49-95 "
+                                               "s per epoch on the loaded machine, ~20 min; transfer ~2 min and SPSA "
+                                               "~5 min per model)",
            "paper": "estimated ~3 h on one CPU thread after pc-table1 --scale paper"},
     run=_table3_run)
 

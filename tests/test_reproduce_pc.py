@@ -87,6 +87,7 @@ def test_pc_table1_smoke(tmp_path: Path) -> None:
     gain = 100 * (models[PC_MAIN]["columns"]["PGD 0.1"] - models[baseline_of(PC_MAIN)]["columns"]["PGD 0.1"])
     assert pc_row[-2] == f"{gain:+.1f}" and _row(report, CE_MAIN)[-1] == "-"
     assert "## Does the PC gain reproduce?" in report and report.count("is a PC model at least 10 points") == 2
+    assert "Which choice moves PGD 0.1: the loss form" in report
     assert "no KMNIST, Fashion-MNIST or SVHN loader" in report
     assert {c["verdict"] for c in saved["claims"]} == {NOT_AT_SCALE}     # untrained smoke models
     # the old name is an alias at any scale, and reuses the cached runs and evaluations

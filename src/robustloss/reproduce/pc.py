@@ -282,11 +282,27 @@ def verdict_text(results: dict[str, Any]) -> str:
         gains = {v: _gain(results, v, column) for v in _pc_rows(results)}
         winners = [v for v, (g, _, _) in gains.items() if g >= 10]
         detail = "; ".join(f"{v} {pc:.1f} vs {baseline_of(v)} {ce:.1f} ({g:+.1f})" for v, (g, pc, ce) in gains.items())
-        answer = (f"**yes** for {', '.join(winners)}" if winners else
-                  "**no**: no variant gets there, so the paper's gain does not reproduce here")
+        consequence = ("so the paper's gain does not reproduce here" if column.startswith("PGD") else
+                       "so no gain survives the strongest attack")
+        answer = f"**yes** for {', '.join(winners)}" if winners else f"**no**: no variant gets there, {consequence}"
         lines.append(f"- Under {what}, is a PC model at least 10 points more robust than the CE model trained with "
                      f"the same recipe? {answer}. ({detail}.)")
+    models = results["models"]
+    ablation = [(form, relu) for form in ("paper", "authors") for relu in (True, False)
+                if _variant(form, relu) in models]
+    if len(ablation) == 4:
+        for column in ("PGD 0.1", "strongest 0.1"):
+            form = [f"{_acc(results, _variant('authors', r), column) - _acc(results, _variant('paper', r), column):+.1f}"
+                    f" {'with' if r else 'without'} the feature ReLU" for r in (True, False)]
+            relu = [f"{_acc(results, _variant(f, True), column) - _acc(results, _variant(f, False), column):+.1f} "
+                    f"for the {f} form" for f in ("paper", "authors")]
+            lines.append(f"- Which choice moves {column}: the loss form (authors' minus paper) {', '.join(form)}; the "
+                         f"feature ReLU (with minus without) {', '.join(relu)}.")
     return "\n".join(lines)
+
+
+def _variant(form: str, relu: bool) -> str:
+    return f"PC ({'paper' if form == 'paper' else 'authors' + chr(39)} form, {'' if relu else 'no '}feature ReLU)"
 
 
 def _t1_run(ctx: Context) -> Outcome:
@@ -439,8 +455,11 @@ PC_TABLE1 = Recipe(
                   "strongest ensemble at each eps",
            "paper": "MNIST with the paper's recipe (T = 50: 100 epochs each), all 10,000 test images; KMNIST, "
                     "FMNIST, SVHN (no loaders) and CIFAR-10 (no VGG-13) are shown as the paper's numbers only"},
-    times={"smoke": "measured ~30 s", "cpu": "estimated ~55 min with --threads 1 (measured 9-22 s per LeNet-5 epoch "
-                                             "on the loaded machine: ~30 min of training, ~25 min of attacks)",
+    times={"smoke": "measured 20-45 s", "cpu": "measured 68 min of CPU work with one thread on the loaded 2-core "
+                                               "machine: 37 min of training (166-570 s per model, 8-50 s per epoch) "
+                                               "and 31 min of attacks and diagnostics (2-8 min per model; C&W is "
+                                               "half of it); 41 min of wall time with training and attacks in "
+                                               "parallel",
            "paper": "estimated ~3 h of training on one CPU thread (600 epochs at ~15 s) plus ~5 h of attacks on "
                     "10,000 points; about 30 min on a GPU"},
     run=_t1_run)
@@ -842,8 +861,8 @@ def _masking_run(ctx: Context) -> Outcome:
     results = {"n": n, "paper_violations": paper, "our_violations": mine, "models": models,
                "diagnostics_white_vs_black": black}
     deviations = [("black-box attack", "transfer PGD/MIM from a 3-layer CNN and SPSA (Table 3)",
-                   f"SPSA inside the diagnostics ({s.diag_n} points, eps {s.eps[0]:g}); transfer: pc-table3, not "
-                   "implemented yet")]
+                   f"SPSA inside the diagnostics ({s.diag_n} points, eps {s.eps[0]:g}); transfer and SPSA 0.3: "
+                   "pc-table3")]
     return Outcome(sections, results, claims, deviations, diags)
 
 

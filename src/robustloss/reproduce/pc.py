@@ -421,7 +421,7 @@ def _t1_run(ctx: Context) -> Outcome:
     ax.axhline(72.3, color="black", ls=":", lw=1, label="the paper: PC, PGD 0.1 (72.3)")
     ax.axhline(49.0, color="grey", ls=":", lw=1, label="the paper: CE, PGD 0.1 (49.0)")
     ax.set_xticks(list(xs))
-    ax.set_xticklabels([v.replace(" (", "\n(") for v in names], fontsize=7)
+    ax.set_xticklabels([v.replace(" (", "\n").replace(", ", "\n").rstrip(")") for v in names], fontsize=7)
     ax.set_ylabel("accuracy (%)")
     ax.set_title(f"ablation: feature ReLU x PC loss form ({ctx.scale} scale)")
     ax.legend(fontsize=7)

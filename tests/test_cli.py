@@ -27,7 +27,7 @@ BAD = [
      "data dir /nonexistent does not exist"),
     (("train", "--device", "tpu", "--out", "{tmp}/r"), "unknown device 'tpu'"),
     (("evaluate", "{tmp}"), "is not a run folder"),
-    (("reproduce", "table9"), "unknown recipe 'table9'; valid choices: cifar10-table1, mnist-objectives, mnist-quick"),
+    (("reproduce", "table9"), "unknown recipe 'table9'; valid choices: all, cifar10-table1, mmc-centers, mmc-table1"),
     (("train",), "the following arguments are required: --out"),
 ]
 
@@ -87,13 +87,14 @@ def test_entry_point_exit_code_and_no_traceback(tmp_path: Path) -> None:
 
 def test_recipes_are_valid_and_paper_columns_match_suites() -> None:
     from robustloss.evaluation.suite import SUITES
-    from robustloss.reproduce import RECIPES
+    from robustloss.reproduce.mmc import T1_MODELS, T1_SCALES, paper_suite
+    from robustloss.reproduce.papers.mmc_paper import MMC_PAPER
+    from robustloss.reproduce.papers.pc_paper import PC_PAPER
 
-    for recipe in RECIPES.values():
-        assert recipe.suite in SUITES
-        labels = {spec.label for spec in SUITES[recipe.suite]}
-        for name, config in recipe.runs.items():
-            config.validate()
-            if name in recipe.paper:  # every paper column is one of ours (we may run more attacks)
-                paper_columns = set(recipe.paper[name]) - {"clean"}
-                assert paper_columns and paper_columns <= labels, name
+    labels = {spec.label for spec in SUITES["mnist-pc-table1"]}   # every PC paper column is one of ours
+    for row, columns in PC_PAPER.table("P4").items():
+        assert set(columns) - {"clean"} <= labels, row
+    for scale, s in T1_SCALES.items():   # every Table 1 column is measured at every scale, every config is valid
+        assert set(MMC_PAPER.table("M1")["SCE"]) - {"clean"} <= set(paper_suite(s)), scale
+        for row in s.models:
+            s.config(*T1_MODELS[row]).validate()

@@ -69,25 +69,27 @@ def reproduce_all(scale: str = "cpu", out: str | Path = "results", **options: An
     """Every recipe that has ``scale``, into ``out/NAME``; writes ``out/index.md``; returns it and overall success."""
     check_scale(scale)
     root = Path(out)
-    rows, ok = [], True
+    rows: list[list[str]] = []
+    ok = True
+    index = ""
     for recipe in RECIPES.values():
         if scale not in recipe.plans:
             rows.append([recipe.name, ", ".join(recipe.experiments), "-", f"no {scale} scale"])
-            continue
-        start = time.perf_counter()
-        try:
-            reproduce(recipe.name, root / recipe.name, scale=scale, runs=root / "runs", **options)
-            status = f"[report]({recipe.name}/report.md)"
-        except UserError as exc:
-            ok = False
-            status = f"failed: {exc}"
-            print(f"robustloss: error in {recipe.name}: {exc}", file=sys.stderr)
-        rows.append([recipe.name, ", ".join(recipe.experiments), f"{time.perf_counter() - start:.0f} s", status])
+        else:
+            start = time.perf_counter()
+            try:
+                reproduce(recipe.name, root / recipe.name, scale=scale, runs=root / "runs", **options)
+                status = f"[report]({recipe.name}/report.md)"
+            except UserError as exc:   # one broken recipe (e.g. missing CIFAR files) does not stop the others
+                ok = False
+                status = f"failed: {exc}"
+                print(f"robustloss: error in {recipe.name}: {exc}", file=sys.stderr)
+            rows.append([recipe.name, ", ".join(recipe.experiments), f"{time.perf_counter() - start:.0f} s", status])
         index = (f"# Reproductions at `{scale}` scale\n\n`robustloss reproduce all --scale {scale}`. Wall times "
                  "include training unless a run was already in the shared cache (`runs/`).\n\n"
                  + markdown_table(["recipe", "experiments", "wall time", "report"], rows))
-        atomic_write_text(root / "index.md", index)
-    return (root / "index.md").read_text() if (root / "index.md").exists() else "", ok
+        atomic_write_text(root / "index.md", index)   # after every recipe: a killed run still leaves an index
+    return index, ok
 
 
 def list_recipes() -> str:

@@ -247,7 +247,7 @@ def _t1_run(ctx: Context) -> Outcome:
         ctx.log(f"evaluating {row} on {n} test points")
         res = ctx.evaluate(run_dir, list(suite.values()), name=f"mmc-table1-{ctx.scale}", n=n)
         cols = {"clean": res["clean_accuracy"], **{key_of[a["label"]]: a["robust_accuracy"] for a in res["attacks"]}}
-        curve = {"eps": [], "paper_attack": [], "strongest": []}
+        curve: dict[str, list[float]] = {"eps": [], "paper_attack": [], "strongest": []}
         for eps in sorted(set(s.curve_eps) | set(s.eps)):
             strong = ctx.evaluate(run_dir, strong_suite(s, eps), name=f"mmc-table1-{ctx.scale}-strong-{eps:.4g}",
                                   n=n, worst_case=True)

@@ -1,0 +1,81 @@
+"""Every stored paper number occurs, as a whole number, on the line of the paper's text it cites."""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+import pytest
+
+from robustloss.reproduce.papers import PaperNumber
+from robustloss.reproduce.papers.mmc_paper import MMC_PAPER
+from robustloss.reproduce.papers.pc_paper import PC_PAPER
+
+SEEDS = (Path(__file__).resolve().parents[1] / ".." / "shared" / "seeds").resolve()
+PAPERS = [MMC_PAPER, PC_PAPER]
+
+
+def _seed_lines(name: str) -> list[str]:
+    path = SEEDS / name
+    if not path.is_file():
+        if os.environ.get("CI"):
+            pytest.fail(f"CI is set but the paper texts are missing: {path}")
+        pytest.skip(f"the paper texts are not here ({path}); they live in ../shared/seeds next to the repository")
+    return path.read_text(encoding="utf-8").splitlines()
+
+
+def _occurs(num: PaperNumber, line: str) -> bool:
+    """``num.text`` on ``line`` as a whole cell: not part of a longer number (``3.7`` is not in ``13.7``)."""
+    text = re.escape(num.text).replace(r"\ ", r"\s*")
+    return re.search(rf"(?<![\d.]){text}(?![\d])", line) is not None
+
+
+@pytest.mark.parametrize("paper", PAPERS, ids=lambda p: p.key)
+def test_every_number_is_on_its_cited_line(paper: object) -> None:
+    from robustloss.reproduce.papers import Paper
+
+    assert isinstance(paper, Paper)
+    lines = _seed_lines(paper.source_file)
+    missing = [n for n in paper.numbers if not (1 <= n.line <= len(lines) and _occurs(n, lines[n.line - 1]))]
+    assert not missing, "\n".join(f"{n.experiment} {n.row} / {n.column}: {n.text!r} not on l.{n.line}" for n in missing)
+
+
+@pytest.mark.parametrize("paper", PAPERS, ids=lambda p: p.key)
+def test_each_table_row_reads_in_the_papers_order(paper: object) -> None:
+    """The cells of a row appear on their line left to right, in the stored column order."""
+    from robustloss.reproduce.papers import Paper
+
+    assert isinstance(paper, Paper)
+    lines = _seed_lines(paper.source_file)
+    rows: dict[tuple[str, str, int], list[PaperNumber]] = {}
+    for n in paper.numbers:
+        rows.setdefault((n.experiment, n.row, n.line), []).append(n)
+    for (experiment, row, line), nums in rows.items():
+        if len(nums) < 2:
+            continue
+        cells = [c.strip().replace("<b>", "").replace("</b>", "") for c in lines[line - 1].split("\t")]
+        texts = [n.text for n in nums]
+        it = iter(cells)
+        assert all(any(c == t for c in it) for t in texts), f"{experiment} {row} l.{line}: {texts} vs {cells}"
+
+
+def test_numbers_are_unique_and_parse() -> None:
+    for paper in PAPERS:
+        keys = [(n.experiment, n.row, n.column) for n in paper.numbers]
+        assert len(keys) == len(set(keys)), paper.key
+        for n in paper.numbers:
+            assert n.value is not None, n
+    sce = MMC_PAPER.get("M1", "SCE", "PGD10 tar eps=8/255")
+    assert sce.is_bound and sce.value == 1.0 and sce.line == 182
+    assert MMC_PAPER.get("M1", "MMC-10", "PGD10 un eps=8/255").value == 36.0
+    assert len(MMC_PAPER.table("M1")) == 9 and all(len(r) == 9 for r in MMC_PAPER.table("M1").values())
+    assert PC_PAPER.get("P4", "PC", "PGD 0.1").text == "72.3"
+
+
+def test_a_wrong_line_would_be_caught() -> None:
+    """The checker itself fails on a number moved to another line or merged into a longer one."""
+    lines = _seed_lines(MMC_PAPER.source_file)
+    assert _occurs(PaperNumber("mmc", "M1", "MMC-10", "x", "36.0", 186), lines[185])
+    assert not _occurs(PaperNumber("mmc", "M1", "MMC-10", "x", "36.0", 185), lines[184])
+    assert not _occurs(PaperNumber("mmc", "M1", "SCE", "x", "3.7", 186), "13.7\t43.7")

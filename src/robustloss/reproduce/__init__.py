@@ -4,7 +4,7 @@ The framework (scales, run cache, reports, claims) is :mod:`robustloss.reproduce
 the papers' numbers are data in :mod:`robustloss.reproduce.papers`; each recipe is a
 :class:`~robustloss.reproduce.framework.Recipe` in :data:`RECIPES`.  Adding one: write its
 ``run(ctx) -> Outcome`` function, give it plans and times per scale, list it here, and
-add its smoke test to ``tests/test_reproduce.py``.
+add its smoke test to ``tests/test_reproduce.py`` (PC-paper recipes: ``tests/test_reproduce_pc.py``).
 """
 
 from __future__ import annotations
@@ -20,10 +20,15 @@ from robustloss.io import atomic_write_text
 from robustloss.reproduce.framework import SCALES, Context, Recipe, check_n, check_scale, run_recipe
 from robustloss.reproduce.legacy import LEGACY
 from robustloss.reproduce.mmc import MMC_CENTERS, MMC_TABLE1
+from robustloss.reproduce.pc import PC_FIG2, PC_GAP, PC_MASKING, PC_TABLE1, PC_TABLE2, PC_TABLE3, PC_TABLE5
 
-RECIPES: dict[str, Recipe] = {r.name: r for r in (*LEGACY, MMC_TABLE1, MMC_CENTERS)}
-#: old names: alias -> (recipe, scale it stands for)
-ALIASES: dict[str, tuple[str, str]] = {"cifar10-table1": ("mmc-table1", "paper")}
+#: ``pc-mnist-table1`` of :mod:`~robustloss.reproduce.legacy` is replaced by ``pc-table1`` (an alias below)
+RECIPES: dict[str, Recipe] = {r.name: r for r in (*(r for r in LEGACY if r.name != "pc-mnist-table1"), MMC_TABLE1,
+                                                  MMC_CENTERS, PC_TABLE1, PC_TABLE2, PC_TABLE3,
+                                                  PC_TABLE5, PC_GAP, PC_FIG2, PC_MASKING)}
+#: old names: alias -> (recipe, the scale it stands for; ``None``: any scale, the recipe's default unless given)
+ALIASES: dict[str, tuple[str, str | None]] = {"cifar10-table1": ("mmc-table1", "paper"),
+                                              "pc-mnist-table1": ("pc-table1", None)}
 
 __all__ = ["ALIASES", "RECIPES", "SCALES", "Recipe", "list_recipes", "reproduce", "reproduce_all", "resolve"]
 
@@ -32,9 +37,9 @@ def resolve(name: str, scale: str | None) -> tuple[Recipe, str]:
     """The recipe called ``name`` (or an alias) and the scale to run (``scale``, else the recipe's default)."""
     if name in ALIASES:
         target, alias_scale = ALIASES[name]
-        if scale is not None and scale != alias_scale:
+        if alias_scale is not None and scale is not None and scale != alias_scale:
             raise UserError(f"{name} is {target} --scale {alias_scale}; run '{target} --scale {scale}' instead")
-        name, scale = target, alias_scale
+        name, scale = target, alias_scale if alias_scale is not None else scale
     if name not in RECIPES:
         raise unknown_choice("recipe", name, [*RECIPES, *ALIASES, "all"])
     recipe = RECIPES[name]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -108,3 +109,27 @@ def mnist_test() -> tuple[torch.Tensor, torch.Tensor]:
     """The first 500 MNIST test images and labels."""
     x, y = datasets.load("mnist", "test")
     return x[:500], y[:500]
+
+
+def strict_json(path: Path) -> dict[str, Any]:
+    """The JSON object in ``path``; NaN/Infinity (not strict JSON) fail the test."""
+    import json
+
+    def refuse(name: str) -> None:
+        raise AssertionError(f"{path} holds {name}: not strict JSON")
+
+    data = json.loads(path.read_text(), parse_constant=refuse)
+    assert isinstance(data, dict)
+    return data
+
+
+def check_png(path: Path) -> None:
+    """``path`` is a valid, non-trivial PNG: the signature, > 5 kB, > 100 x 100 pixels, not one colour."""
+    import matplotlib.image as mpimg
+
+    raw = path.read_bytes()
+    assert raw[:8] == b"\x89PNG\r\n\x1a\n", path
+    assert len(raw) > 5000, f"{path} is only {len(raw)} bytes"
+    pixels = mpimg.imread(str(path))
+    assert pixels.ndim == 3 and pixels.shape[0] > 100 and pixels.shape[1] > 100
+    assert float(pixels[..., :3].var()) > 1e-3, f"{path} is (nearly) a single colour"

@@ -16,39 +16,21 @@ from robustloss.reproduce.mmc import T1_SCALES, algorithm1
 from robustloss.reproduce.papers.mmc_paper import MMC_PAPER
 from robustloss.training.config import TrainConfig
 
+from conftest import check_png, strict_json  # noqa: E402
+
 pytest.importorskip("matplotlib")
-
-
-def _strict_json(path: Path) -> dict[str, Any]:
-    def refuse(name: str) -> None:
-        raise AssertionError(f"{path} holds {name}: not strict JSON")
-
-    data = json.loads(path.read_text(), parse_constant=refuse)
-    assert isinstance(data, dict)
-    return data
-
-
-def _check_png(path: Path) -> None:
-    import matplotlib.image as mpimg
-
-    raw = path.read_bytes()
-    assert raw[:8] == b"\x89PNG\r\n\x1a\n", path
-    assert len(raw) > 5000, f"{path} is only {len(raw)} bytes"
-    pixels = mpimg.imread(str(path))
-    assert pixels.ndim == 3 and pixels.shape[0] > 100 and pixels.shape[1] > 100
-    assert float(pixels[..., :3].var()) > 1e-3, f"{path} is (nearly) a single colour"
 
 
 def _check_outputs(out: Path, name: str, scale: str) -> tuple[str, dict[str, Any]]:
     report = (out / "report.md").read_text()
-    results = _strict_json(out / "results.json")
+    results = strict_json(out / "results.json")
     for key in ("recipe", "experiments", "scale", "wall_time_s", "claims", "figures", "results", "deviations",
                 "diagnostics", "runs", "command"):
         assert key in results, key
     assert results["recipe"] == name and results["scale"] == scale
     assert results["figures"], "every recipe draws at least one figure"
     for fig in results["figures"]:
-        _check_png(out / fig)
+        check_png(out / fig)
         assert f"]({fig})" in report
     assert report.startswith(f"# {name}:") and f"**Scale: `{scale}`**" in report
     if scale != "paper":

@@ -17,36 +17,18 @@ from robustloss.reproduce.papers.pc_paper import PC_PAPER
 from robustloss.reproduce.pc import (ABLATION, CE_MAIN, PC_MAIN, PC_SCALES, VARIANTS, baseline_of, pc_config,
                                      strong_suite)
 
+from conftest import check_png, strict_json  # noqa: E402
+
 pytest.importorskip("matplotlib")
 SEEDS = (Path(__file__).resolve().parents[1] / ".." / "shared" / "seeds").resolve()
 
 
-def _strict_json(path: Path) -> dict[str, Any]:
-    def refuse(name: str) -> None:
-        raise AssertionError(f"{path} holds {name}: not strict JSON")
-
-    data = json.loads(path.read_text(), parse_constant=refuse)
-    assert isinstance(data, dict)
-    return data
-
-
-def _check_png(path: Path) -> None:
-    import matplotlib.image as mpimg
-
-    raw = path.read_bytes()
-    assert raw[:8] == b"\x89PNG\r\n\x1a\n", path
-    assert len(raw) > 5000, f"{path} is only {len(raw)} bytes"
-    pixels = mpimg.imread(str(path))
-    assert pixels.ndim == 3 and pixels.shape[0] > 100 and pixels.shape[1] > 100
-    assert float(pixels[..., :3].var()) > 1e-3, f"{path} is (nearly) a single colour"
-
-
 def _outputs(out: Path, name: str) -> tuple[str, dict[str, Any]]:
     report = (out / "report.md").read_text()
-    saved = _strict_json(out / "results.json")
+    saved = strict_json(out / "results.json")
     assert saved["recipe"] == name and saved["scale"] == "smoke" and saved["figures"]
     for fig in saved["figures"]:
-        _check_png(out / fig)
+        check_png(out / fig)
         assert f"]({fig})" in report
     assert report.startswith(f"# {name}:") and "This is not the paper's setting" in report
     assert "## The paper's claims, checked on our numbers" in report and saved["claims"]

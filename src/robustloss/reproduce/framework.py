@@ -245,6 +245,18 @@ def label_axes(ax: Any, xlabel: str, ylabel: str, title: str) -> None:
     ax.legend(fontsize=7)
 
 
+def robustness_panels(fig: Any, axes: Any, paper_attack: str, ylabel: str, title: str) -> None:
+    """Style the two panels of a robustness curve: the paper's attack (left) and the strongest (right)."""
+    axes[0].set_title(f"paper's attack ({paper_attack})")
+    axes[1].set_title("strongest: per-example worst case of the ensemble")
+    for ax in axes:
+        ax.set_xlabel("L-inf eps")
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel(ylabel)
+    axes[1].legend(fontsize=7, loc="upper right")
+    fig.suptitle(title)
+
+
 # ----------------------------------------------------------------------------------------------- reports
 def pct(value: float | None) -> str:
     """An accuracy in [0, 1] as a percentage with one decimal (``-`` when missing)."""

@@ -30,7 +30,7 @@ from robustloss import datasets
 from robustloss.centers import mm_centers
 from robustloss.evaluation.report import markdown_table
 from robustloss.evaluation.suite import AttackSpec
-from robustloss.reproduce.framework import Claim, Context, Outcome, Recipe, label_axes, pct, pyplot
+from robustloss.reproduce.framework import Claim, Context, Outcome, Recipe, label_axes, pct, pyplot, robustness_panels
 from robustloss.reproduce.papers.mmc_paper import MMC_PAPER, T1_ROWS
 from robustloss.training.config import AdversarialConfig, TrainConfig
 
@@ -304,14 +304,8 @@ def _t1_run(ctx: Context) -> Outcome:
     for i, (row, curve) in enumerate(curves.items()):
         for ax, key in zip(axes, ("paper_attack", "strongest")):
             ax.plot(curve["eps"], [100 * v for v in curve[key]], marker="o", ms=3, color=colours(i), label=row)
-    axes[0].set_title("paper's attack (adaptive PGD-50 untargeted)")
-    axes[1].set_title("strongest: per-example worst case of the ensemble")
-    for ax in axes:
-        ax.set_xlabel("L-inf eps")
-        ax.grid(alpha=0.3)
-    axes[0].set_ylabel(f"accuracy (%) on {n} {dataset} test images")
-    axes[1].legend(fontsize=7, loc="upper right")
-    fig.suptitle(f"mmc-table1 robustness curves ({ctx.scale} scale)")
+    robustness_panels(fig, axes, "adaptive PGD-50 untargeted", f"accuracy (%) on {n} {dataset} test images",
+                      f"mmc-table1 robustness curves ({ctx.scale} scale)")
     ctx.figure(fig, "robustness_curve")
 
     fig, ax = plt.subplots(figsize=(6, 4))

@@ -34,7 +34,7 @@ import torch
 from robustloss import datasets
 from robustloss.evaluation.report import markdown_table
 from robustloss.evaluation.suite import AttackSpec
-from robustloss.reproduce.framework import Claim, Context, Outcome, Recipe, pct, pyplot
+from robustloss.reproduce.framework import Claim, Context, Outcome, Recipe, pct, pyplot, robustness_panels
 from robustloss.reproduce.papers.pc_paper import DATASET_PREFIX, PC_PAPER
 from robustloss.runs import load_run
 from robustloss.training.config import AdversarialConfig, TrainConfig
@@ -402,14 +402,8 @@ def _t1_run(ctx: Context) -> Outcome:
         for ax, key in zip(axes, ("PGD", "strongest")):
             ax.plot([0.0, *s.eps], [100 * c["clean"], *(100 * c[f"{key} {e:g}"] for e in s.eps)], style,
                     marker="o", ms=3, color=colours(i), label=variant)
-    axes[0].set_title(f"paper's attack (PGD-{s.pgd_steps} on CE)")
-    axes[1].set_title("strongest: per-example worst case of the ensemble")
-    for ax in axes:
-        ax.set_xlabel("L-inf eps")
-        ax.grid(alpha=0.3)
-    axes[0].set_ylabel(f"accuracy (%) on {n} {s.dataset} test points")
-    axes[1].legend(fontsize=7, loc="upper right")
-    fig.suptitle(f"pc-table1 robustness curves ({ctx.scale} scale; dashed: no feature ReLU)")
+    robustness_panels(fig, axes, f"PGD-{s.pgd_steps} on CE", f"accuracy (%) on {n} {s.dataset} test points",
+                      f"pc-table1 robustness curves ({ctx.scale} scale; dashed: no feature ReLU)")
     ctx.figure(fig, "robustness_curve")
 
     fig, ax = plt.subplots(figsize=(9, 4.2))

@@ -26,15 +26,6 @@ D = torch.float64
 LN2 = math.log(2.0)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny tensors: one intra-op thread is faster, and fair to the other jobs on the machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def _identity_head(obj: PC) -> PC:
     """``a = z``: feature_dim = K, W = I, b = 0, so the features are the logits."""
     with torch.no_grad():

@@ -2,27 +2,21 @@
 
 from __future__ import annotations
 
-import os
 import re
-from pathlib import Path
 
 import pytest
 
+from conftest import shared_file
 from robustloss.reproduce.papers import PaperNumber
 from robustloss.reproduce.papers.mmc_paper import MMC_PAPER
 from robustloss.reproduce.papers.pc_paper import PC_PAPER
 
-SEEDS = (Path(__file__).resolve().parents[1] / ".." / "shared" / "seeds").resolve()
 PAPERS = [MMC_PAPER, PC_PAPER]
 
 
 def _seed_lines(name: str) -> list[str]:
-    path = SEEDS / name
-    if not path.is_file():
-        if os.environ.get("CI"):
-            pytest.fail(f"CI is set but the paper texts are missing: {path}")
-        pytest.skip(f"the paper texts are not here ({path}); they live in ../shared/seeds next to the repository")
-    return path.read_text(encoding="utf-8").splitlines()
+    """The paper's text from ``../shared/seeds`` (skipped where absent, a failure under CI)."""
+    return shared_file(f"seeds/{name}").read_text(encoding="utf-8").splitlines()
 
 
 def _occurs(num: PaperNumber, line: str) -> bool:

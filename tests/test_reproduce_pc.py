@@ -4,7 +4,6 @@ numbers (Tables 1-5) read back from the paper's text."""
 from __future__ import annotations
 
 import json
-import os
 import re
 from pathlib import Path
 from typing import Any
@@ -17,10 +16,9 @@ from robustloss.reproduce.papers.pc_paper import PC_PAPER
 from robustloss.reproduce.pc import (ABLATION, CE_MAIN, PC_MAIN, PC_SCALES, VARIANTS, baseline_of, pc_config,
                                      strong_suite)
 
-from conftest import check_png, strict_json  # noqa: E402
+from conftest import check_png, shared_file, strict_json  # noqa: E402
 
 pytest.importorskip("matplotlib")
-SEEDS = (Path(__file__).resolve().parents[1] / ".." / "shared" / "seeds").resolve()
 
 
 def _outputs(out: Path, name: str) -> tuple[str, dict[str, Any]]:
@@ -106,12 +104,7 @@ def test_pc_configs_follow_the_paper_recipe() -> None:
 
 
 def _seed_lines() -> list[str]:
-    path = SEEDS / PC_PAPER.source_file
-    if not path.is_file():
-        if os.environ.get("CI"):
-            pytest.fail(f"CI is set but the paper texts are missing: {path}")
-        pytest.skip(f"the paper texts are not here ({path})")
-    return path.read_text(encoding="utf-8").splitlines()
+    return shared_file(f"seeds/{PC_PAPER.source_file}").read_text(encoding="utf-8").splitlines()
 
 
 def test_pc_tables_read_left_to_right_on_their_lines() -> None:

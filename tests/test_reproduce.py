@@ -121,6 +121,14 @@ def test_run_key_is_the_full_config() -> None:
     assert run_key(a) != run_key(TrainConfig(objective="mmc", epochs=3, objective_options={"c_mm": 5.0}))
 
 
+def test_run_key_leaves_out_defaults() -> None:
+    # a new TrainConfig option with a behaviour-preserving default must not invalidate cached runs:
+    # the key hashes only the fields that differ from their defaults
+    import hashlib
+    assert run_key(TrainConfig()) == hashlib.sha256(b"{}").hexdigest()[:16]
+    assert run_key(TrainConfig(epochs=3)) == hashlib.sha256(b'{"epochs":3}').hexdigest()[:16]
+
+
 def test_names_scales_and_listing() -> None:
     assert resolve("cifar10-table1", None)[1] == "paper" and resolve("cifar10-table1", None)[0].name == "mmc-table1"
     assert resolve("mmc-table1", None)[1] == "cpu"

@@ -59,8 +59,15 @@ YES, NO, NOT_AT_SCALE = "yes", "no", "not at this scale"
 
 
 def run_key(config: TrainConfig) -> str:
-    """The run-cache key of ``config``: the first 16 hex digits of the SHA-256 of its canonical JSON."""
-    text = json.dumps(config.to_dict(), sort_keys=True, separators=(",", ":"))
+    """The run-cache key of ``config``: the first 16 hex digits of the SHA-256 of its canonical JSON.
+
+    Fields at their default value are left out, so adding a new option to :class:`TrainConfig`
+    (with a default that keeps today's behaviour) does not invalidate the runs already cached;
+    changing an existing default changes what a cached run means and must not be done silently.
+    """
+    defaults = TrainConfig().to_dict()
+    data = {k: v for k, v in config.to_dict().items() if k not in defaults or v != defaults[k]}
+    text = json.dumps(data, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -230,6 +231,52 @@ def table1_claims(s: T1Scale) -> list[Claim]:
     ]
 
 
+def strong_name(prefix: str, eps: float) -> str:
+    """The evaluation name of the strongest ensemble at ``eps`` (``PREFIX-strong-EPS``; a cache key in ``RUN/eval/``)."""
+    return f"{prefix}-strong-{eps:.4g}"
+
+
+def t1_columns(ctx: Context, s: T1Scale, run_dir: Path, n: int, prefix: str) -> dict[str, Any]:
+    """Table 1's columns of one model: the paper's PGD columns (:func:`paper_suite`), the strongest ensemble at
+    each eps and the robustness curve, evaluated as ``RUN/eval/PREFIX*`` (so recipes using the same prefix and
+    scale share the evaluations).  Returns ``{"run", "config", "columns", "curve", "robust"}``: ``curve`` holds the
+    paper's attack (PGD-50 un, the ensemble's first member) and the per-example worst case at each eps, ``robust``
+    the worst case's per-example verdicts (eps -> 0/1 per test point)."""
+    suite = paper_suite(s)
+    key_of = {spec.label: key for key, spec in suite.items()}
+    res = ctx.evaluate(run_dir, list(suite.values()), name=prefix, n=n)
+    cols = {"clean": res["clean_accuracy"], **{key_of[a["label"]]: a["robust_accuracy"] for a in res["attacks"]}}
+    curve: dict[str, list[float]] = {"eps": [], "paper_attack": [], "strongest": []}
+    robust: dict[float, list[int]] = {}
+    for eps in sorted(set(s.curve_eps) | set(s.eps)):
+        strong = ctx.evaluate(run_dir, strong_suite(s, eps), name=strong_name(prefix, eps), n=n, worst_case=True)
+        curve["eps"].append(eps)
+        curve["paper_attack"].append(strong["attacks"][0]["robust_accuracy"])
+        curve["strongest"].append(strong["worst_case_accuracy"])
+        robust[eps] = strong["worst_case_robust"]
+        if eps in s.eps:
+            name = s.eps_names[s.eps.index(eps)]
+            cols[f"strongest eps={name}"] = strong["worst_case_accuracy"]
+            cols[f"strongest attacks eps={name}"] = [a["label"] for a in strong["attacks"]]
+    return {"run": str(run_dir), "config": res["config"], "columns": cols, "curve": curve, "robust": robust}
+
+
+def robustness_figure(ctx: Context, curves: dict[str, dict[str, list[float]]], paper_attack: str, ylabel: str,
+                      title: str, name: str = "robustness_curve") -> str:
+    """The two-panel accuracy-vs-eps figure of the MMC recipes: each model's curve under the paper's attack
+    (``curve["paper_attack"]``) and the strongest (``curve["strongest"]``), one colour per model; saved as NAME.png.
+    ``curve["paper_eps"]``, when present, gives the paper attack's own eps grid (else ``curve["eps"]``)."""
+    plt = pyplot()
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), sharey=True)
+    colours = plt.get_cmap("tab10")
+    for i, (row, curve) in enumerate(curves.items()):
+        for ax, key, grid in zip(axes, ("paper_attack", "strongest"), ("paper_eps", "eps")):
+            xs = curve.get(grid, curve["eps"])
+            ax.plot(xs, [100 * v for v in curve[key]], marker="o", ms=3, color=colours(i % 10), label=row)
+    robustness_panels(fig, axes, paper_attack, ylabel, title)
+    return ctx.figure(fig, name)
+
+
 def _t1_run(ctx: Context) -> Outcome:
     s = T1_SCALES[ctx.scale]
     n = ctx.n_eval(s.n)
@@ -239,27 +286,13 @@ def _t1_run(ctx: Context) -> Outcome:
     curves: dict[str, dict[str, list[float]]] = {}
     dataset = s.config("sce", {}, None).dataset
     x_test, y_test = datasets.load(dataset, "test", ctx.data_dir)
-    suite = paper_suite(s)
-    key_of = {spec.label: key for key, spec in suite.items()}
     for row in s.models:
         objective, options, at = T1_MODELS[row]
         run_dir = ctx.train(row, s.config(objective, options, at))
         ctx.log(f"evaluating {row} on {n} test points")
-        res = ctx.evaluate(run_dir, list(suite.values()), name=f"mmc-table1-{ctx.scale}", n=n)
-        cols = {"clean": res["clean_accuracy"], **{key_of[a["label"]]: a["robust_accuracy"] for a in res["attacks"]}}
-        curve: dict[str, list[float]] = {"eps": [], "paper_attack": [], "strongest": []}
-        for eps in sorted(set(s.curve_eps) | set(s.eps)):
-            strong = ctx.evaluate(run_dir, strong_suite(s, eps), name=f"mmc-table1-{ctx.scale}-strong-{eps:.4g}",
-                                  n=n, worst_case=True)
-            curve["eps"].append(eps)
-            curve["paper_attack"].append(strong["attacks"][0]["robust_accuracy"])
-            curve["strongest"].append(strong["worst_case_accuracy"])
-            if eps in s.eps:
-                name = s.eps_names[s.eps.index(eps)]
-                cols[f"strongest eps={name}"] = strong["worst_case_accuracy"]
-                cols[f"strongest attacks eps={name}"] = [a["label"] for a in strong["attacks"]]
-        curves[row] = curve
-        models[row] = {"run": str(run_dir), "config": res["config"], "columns": cols, "curve": curve}
+        models[row] = t1_columns(ctx, s, run_dir, n, f"mmc-table1-{ctx.scale}")
+        del models[row]["robust"]
+        curves[row] = models[row]["curve"]
         diags[row] = ctx.diagnose(run_dir, x_test[:s.diag_n], y_test[:s.diag_n], eps=s.eps[0], **dict(s.diag))
 
     paper = MMC_PAPER.table("M1")
@@ -299,14 +332,9 @@ def _t1_run(ctx: Context) -> Outcome:
                     "converges relative to PGD-50, without numbers. Ours, untargeted, adaptive:\n\n"
                     + markdown_table(conv_header, conv))
 
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), sharey=True)
-    colours = plt.get_cmap("tab10")
-    for i, (row, curve) in enumerate(curves.items()):
-        for ax, key in zip(axes, ("paper_attack", "strongest")):
-            ax.plot(curve["eps"], [100 * v for v in curve[key]], marker="o", ms=3, color=colours(i), label=row)
-    robustness_panels(fig, axes, "adaptive PGD-50 untargeted", f"accuracy (%) on {n} {dataset} test images",
+    robustness_figure(ctx, curves, "adaptive PGD-50 untargeted", f"accuracy (%) on {n} {dataset} test images",
                       f"mmc-table1 robustness curves ({ctx.scale} scale)")
-    ctx.figure(fig, "robustness_curve")
+    colours = plt.get_cmap("tab10")
 
     fig, ax = plt.subplots(figsize=(6, 4))
     keys = [_col(st, "un", s.eps_names[0]) for st in (10, 50, *s.convergence_steps)]

@@ -162,6 +162,23 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--force", action="store_true", help="retrain and re-evaluate from scratch")
     _add_device(r)
 
+    tr = sub.add_parser("transfer", help="transfer matrix: each run's adversarial examples against every run",
+                        formatter_class=_formatter,
+                        description="Craft untargeted (unless targeted=true) adversarial examples on every run "
+                        "folder (the substitute, with its own adaptive loss, last iterate) and evaluate them on every "
+                        "run folder (the target), as in the MMC paper's Fig. 4. Writes OUT/transfer-ATTACK.md, "
+                        ".json and .png (heatmap).")
+    tr.add_argument("runs", nargs="+", type=_path, metavar="RUN_DIR", help="two or more run folders (one test set)")
+    tr.add_argument("--attack", required=True, metavar="pgd|mim[:K=V,...]",
+                    help="gradient attack and options, e.g. pgd:eps=0.1,steps=10,step_size=0.025 or mim:eps=0.3 "
+                    "(also fgsm, bim, apgd); no eps: the dataset's default (0.3 on MNIST, 8/255 on CIFAR)")
+    tr.add_argument("--n", "--num-points", dest="n", type=_int_at_least(1), default=1000,
+                    help="use the first N test images")
+    tr.add_argument("--out", type=_path, default="results/transfer", help="output folder")
+    tr.add_argument("--batch-size", type=_int_at_least(1), default=500)
+    tr.add_argument("--data-dir", type=_path, default=None, help="folder with the dataset files (CIFAR runs)")
+    _add_device(tr)
+
     ls = sub.add_parser("list", help="list objectives, models, attacks, suites or recipes with their options",
                         formatter_class=_formatter)
     ls.add_argument("what", choices=["objectives", "models", "attacks", "suites", "recipes"])
@@ -250,6 +267,19 @@ def _reproduce(args: argparse.Namespace) -> int:
     return 0
 
 
+def _transfer(args: argparse.Namespace) -> int:
+    from robustloss.reproduce.mmc_figures import transfer_command
+
+    result, text, notes = transfer_command(args.runs, args.attack, n=args.n, out=args.out, batch_size=args.batch_size,
+                                           device=args.device, data_dir=args.data_dir)
+    for note in notes:
+        print(f"robustloss: note: {note}", file=sys.stderr)
+    stem = f"{args.out}/transfer-{result['attack']['attack']}"
+    print(text, end="")
+    print(f"written: {stem}.md, {stem}.json, {stem}.png")
+    return 0
+
+
 def _list(args: argparse.Namespace) -> int:
     from robustloss.attacks import ATTACKS
     from robustloss.evaluation.suite import SUITES
@@ -306,7 +336,8 @@ def _main(argv: Sequence[str] | None = None) -> int:
         import torch
 
         torch.set_num_threads(args.threads)
-    handlers = {"train": _train, "evaluate": _evaluate, "reproduce": _reproduce, "list": _list}
+    handlers = {"train": _train, "evaluate": _evaluate, "reproduce": _reproduce, "transfer": _transfer,
+                "list": _list}
     try:
         return handlers[args.command](args)
     except BrokenPipeError:   # e.g. `robustloss list attacks | head`: the reader left, nothing to report

@@ -10,8 +10,9 @@ from conftest import shared_file
 from robustloss.reproduce.papers import PaperNumber
 from robustloss.reproduce.papers.mmc_paper import MMC_PAPER
 from robustloss.reproduce.papers.pc_paper import PC_PAPER
+from robustloss.reproduce.papers.reproducibility_report import REPRODUCIBILITY_REPORT
 
-PAPERS = [MMC_PAPER, PC_PAPER]
+PAPERS = [MMC_PAPER, PC_PAPER, REPRODUCIBILITY_REPORT]
 
 
 def _seed_lines(name: str) -> list[str]:
@@ -65,6 +66,9 @@ def test_numbers_are_unique_and_parse() -> None:
     assert MMC_PAPER.get("M1", "MMC-10", "PGD10 un eps=8/255").value == 36.0
     assert len(MMC_PAPER.table("M1")) == 9 and all(len(r) == 9 for r in MMC_PAPER.table("M1").values())
     assert PC_PAPER.get("P4", "PC", "PGD 0.1").text == "72.3"
+    assert REPRODUCIBILITY_REPORT.get("R3", "RMSProp", "accuracy").value == 99.40
+    assert REPRODUCIBILITY_REPORT.get("R4", "Standard MMC / MNIST", "class 1").value == -1618.7
+    assert REPRODUCIBILITY_REPORT.get("R5", "SCE / CIFAR10", "comparable 2nd and 3rd scores").line == 302
 
 
 def test_a_wrong_line_would_be_caught() -> None:

@@ -73,7 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
     from robustloss.models import MODELS
     from robustloss.objectives import OBJECTIVES
     from robustloss.reproduce import ALIASES, RECIPES, SCALES
-    from robustloss.training.config import AdversarialConfig, TrainConfig
+    from robustloss.training.config import OPTIMIZERS, AdversarialConfig, TrainConfig
 
     d, a = TrainConfig(), AdversarialConfig()
     parser = _Parser(prog="robustloss", description="Training objectives and adaptive attacks for "
@@ -92,7 +92,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--feature-dim", type=int, default=None, help="size of the feature layer z (backbone default)")
     t.add_argument("--epochs", type=int, default=d.epochs)
     t.add_argument("--batch-size", type=int, default=d.batch_size)
-    t.add_argument("--optimizer", default=d.optimizer, help="sgd (momentum) or adam")
+    t.add_argument("--optimizer", default=d.optimizer, choices=OPTIMIZERS,
+                   help="sgd (momentum), adam or rmsprop")
     t.add_argument("--lr", type=float, default=d.lr, help="initial learning rate (the MMC paper, Sec. 4.1)")
     t.add_argument("--momentum", type=float, default=d.momentum)
     t.add_argument("--weight-decay", type=float, default=d.weight_decay)

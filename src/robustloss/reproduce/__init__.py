@@ -23,12 +23,14 @@ from robustloss.reproduce.mmc import MMC_CENTERS, MMC_TABLE1
 from robustloss.reproduce.mmc_figures import MMC_FIG3A, MMC_FIG3B, MMC_FIG4
 from robustloss.reproduce.mmc_tables import MMC_TABLE2, MMC_TABLE3, MMC_TABLE4, MMC_TABLE5
 from robustloss.reproduce.pc import PC_FIG2, PC_GAP, PC_MASKING, PC_TABLE1, PC_TABLE2, PC_TABLE3, PC_TABLE5
+from robustloss.reproduce.reproducibility_report import RR_RECIPES
 
 #: ``pc-mnist-table1`` of :mod:`~robustloss.reproduce.legacy` is replaced by ``pc-table1`` (an alias below)
 RECIPES: dict[str, Recipe] = {r.name: r for r in (*(r for r in LEGACY if r.name != "pc-mnist-table1"), MMC_TABLE1,
                                                   MMC_TABLE2, MMC_TABLE3, MMC_TABLE4, MMC_TABLE5, MMC_CENTERS,
                                                   MMC_FIG3A, MMC_FIG3B, MMC_FIG4,
                                                   PC_TABLE1, PC_TABLE2, PC_TABLE3, PC_TABLE5, PC_GAP, PC_FIG2, PC_MASKING,
+                                                  *RR_RECIPES,
                                                   )}
 #: old names: alias -> (recipe, the scale it stands for; ``None``: any scale, the recipe's default unless given)
 ALIASES: dict[str, tuple[str, str | None]] = {"cifar10-table1": ("mmc-table1", "paper"),

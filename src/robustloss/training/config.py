@@ -8,7 +8,8 @@ from typing import Any
 
 from robustloss.errors import UserError, check_int, check_range, check_seed, unknown_choice
 
-OPTIMIZERS = ("sgd", "adam")
+#: "sgd": momentum SGD (the MMC paper, Sec. 4.1); "adam"; "rmsprop" (the reproducibility report, Table 2)
+OPTIMIZERS = ("sgd", "adam", "rmsprop")
 AT_METHODS = ("pgd", "fgsm")
 AT_MIXES = ("adv", "half")
 
@@ -67,7 +68,7 @@ class TrainConfig:
     batch_size: int = 128
     optimizer: str = "sgd"
     lr: float = 0.01             # the MMC paper, Sec. 4.1
-    momentum: float = 0.9        # MMC paper Sec. 4.1 "momentum SGD"; 0.9: reproducibility report, Sec. 3
+    momentum: float = 0.9        # MMC paper Sec. 4.1 "momentum SGD"; 0.9: reproducibility report, Sec. 3 (sgd only)
     weight_decay: float = 1e-4   # our default (not stated in the MMC paper)
     # epochs after which lr *= lr_gamma: positive and strictly increasing, e.g. [100, 150] for CIFAR
     # (the MMC paper); a milestone beyond ``epochs`` is never reached

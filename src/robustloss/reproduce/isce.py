@@ -129,9 +129,9 @@ class IsceScale:
     emb_n: int = 1000
 
 
-#: the cpu scale's rows.  Center loss, L-GM, MMC-10 and PGD-AT (3 epochs of PGD-10, ~30 min here) are left out for time (measured ~60 s per LeNet-5 epoch on
-#: the loaded 2-core machine); their configs are mmc-table1's, so they come free once that recipe has trained them
-#: (``--scale paper`` runs every row)
+#: the cpu scale's rows.  Left out for time (measured ~60 s per LeNet-5 epoch on the loaded 2-core machine):
+#: Center loss, L-GM and MMC-10 (their configs are mmc-table1's, so they come free once that recipe has trained
+#: them) and PGD-AT (3 epochs of PGD-10, ~30 min here).  ``--scale paper`` runs every row.
 CPU_ROWS = ("SCE", "I-SCE", "ArcFace", "Label smoothing")
 ISCE_SCALES: dict[str, IsceScale] = {
     "smoke": IsceScale(("synthetic",), 16, rows=("SCE", "I-SCE"), pgd_steps=(2, 3), df_iters=(2, 3), apgd_steps=3,

@@ -477,8 +477,8 @@ def _attack_note(table: Table, s: IsceScale, dataset: str) -> str:
     if table.attack == "pgd":
         return (f"L2 PGD (l.53) with the objective's adaptive loss, random start, step eps/4, "
                 f"{s.pgd_steps[0]} / {s.pgd_steps[1]} steps for the paper's 10 / 50, at L2 eps "
-                f"{', '.join(f'{e:g}' for e in s.l2_eps[data])} (the paper's eps are lost). *strongest*: the per-example "
-                "worst case of the L2 ensemble at the same eps (the paper's PGD-50 tar/un, logit-margin PGD with "
+                f"{', '.join(f'{e:g}' for e in s.l2_eps[data])} (the paper's eps are lost). *strongest*: the "
+                "per-example worst case of the L2 ensemble at the same eps (the paper's PGD-50 tar/un, logit-margin PGD with "
                 "restarts, APGD-CE, APGD-DLR targeted, multi-target PGD).")
     if table.attack == "deepfool":
         return (f"DeepFool-L2 with {s.df_iters[0]} / {s.df_iters[1]} iterations for the paper's DF 10 / DF 50, "
@@ -651,8 +651,8 @@ def _fig3_run(ctx: Context) -> Outcome:
     sections = [f"## Figure 3: I-SCE accuracy (%) over s and m ({data})\n\nOne I-SCE model per grid point "
                 f"({s.grid_epochs} epochs on {s.grid_limit or 'all'} training images), first {n} test images. "
                 "The paper's panels (a) and (c) (MNIST); (b) and (d) need CIFAR-10 (paper scale). The paper's figure "
-                "is lost (no numbers).\n\n" + markdown_table(["setting", "clean", "DeepFool-50", f"PGD-50 un eps={eps:g}",
-                                                              "strongest"], rows)]
+                "is lost (no numbers).\n\n"
+                + markdown_table(["setting", "clean", "DeepFool-50", f"PGD-50 un eps={eps:g}", "strongest"], rows)]
 
     def spread(key: str) -> Callable[[dict[str, Any]], tuple[bool | None, str]]:
         def check(results: dict[str, Any]) -> tuple[bool | None, str]:
@@ -674,7 +674,8 @@ def _fig3_run(ctx: Context) -> Outcome:
               Claim("(implied, l.49) the fixed comparison setting s = 1, m = 0.1 is not the best one for PGD: "
                     "tuning on validation data would help", "l.49", chosen_not_best)]
     deviations = [("grid", "s in [1, 2], m in (0, 0.1], \"densely\" (spacing not stated)",
-                   f"s in {{{', '.join(f'{v:g}' for v in s.grid_s)}}}, m in {{{', '.join(f'{v:g}' for v in s.grid_m)}}}"),
+                   "s in {" + ", ".join(f"{v:g}" for v in s.grid_s) + "}, m in {"
+                   + ", ".join(f"{v:g}" for v in s.grid_m) + "}"),
                   ("network and training", "ResNet-32 (not stated for Fig. 3)",
                    "LeNet-5" if ctx.scale != "paper" else "ResNet-32"),
                   ("datasets", "MNIST and CIFAR-10", data),

@@ -478,8 +478,8 @@ def _attack_note(table: Table, s: IsceScale, dataset: str) -> str:
         return (f"L2 PGD (l.53) with the objective's adaptive loss, random start, step eps/4, "
                 f"{s.pgd_steps[0]} / {s.pgd_steps[1]} steps for the paper's 10 / 50, at L2 eps "
                 f"{', '.join(f'{e:g}' for e in s.l2_eps[data])} (the paper's eps are lost). *strongest*: the "
-                "per-example worst case of the L2 ensemble at the same eps (the paper's PGD-50 tar/un, logit-margin PGD with "
-                "restarts, APGD-CE, APGD-DLR targeted, multi-target PGD).")
+                "per-example worst case of the L2 ensemble at the same eps (the paper's PGD-50 tar/un, "
+                "logit-margin PGD with restarts, APGD-CE, APGD-DLR targeted, multi-target PGD).")
     if table.attack == "deepfool":
         return (f"DeepFool-L2 with {s.df_iters[0]} / {s.df_iters[1]} iterations for the paper's DF 10 / DF 50, "
                 "unbounded (the accuracy is the share of points DeepFool fails to flip within its iterations), "

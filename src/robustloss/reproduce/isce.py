@@ -132,7 +132,7 @@ class IsceScale:
 #: the cpu scale's rows.  Left out for time (measured ~60 s per LeNet-5 epoch on the loaded 2-core machine):
 #: Center loss, L-GM and MMC-10 (their configs are mmc-table1's, so they come free once that recipe has trained
 #: them).  ``--scale paper`` runs every row.
-CPU_ROWS = ("SCE", "I-SCE", "ArcFace", "Label smoothing", "AT (SCE)")
+CPU_ROWS = ("I-SCE", "SCE", "ArcFace", "Label smoothing", "AT (SCE)")
 ISCE_SCALES: dict[str, IsceScale] = {
     "smoke": IsceScale(("synthetic",), 16, rows=("SCE", "I-SCE"), pgd_steps=(2, 3), df_iters=(2, 3), apgd_steps=3,
                        mt_k=2, margin_restarts=1, cw_steps=3, cw_search=1, simba_queries=20, grid_s=(1.0, 2.0),

@@ -104,7 +104,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--augment", action=argparse.BooleanOptionalAction, default=None,
                    help="random shift + flip (default: on for CIFAR, off otherwise)")
     t.add_argument("--train-limit", type=int, default=None, help="use only the first N training images")
-    t.add_argument("--data-dir", type=_path, default=None, help="folder with the CIFAR python files")
+    t.add_argument("--data-dir", type=_path, default=None, help="folder with the dataset files (CIFAR python batches, KMNIST / Fashion-MNIST IDX or .npz, SVHN .mat)")
     t.add_argument("--download", action="store_true", help="download CIFAR with torchvision if installed")
     t.add_argument("--at", choices=None, default=None, metavar="{pgd,fgsm}",
                    help="adversarial training with this attack (uses the objective's adaptive loss)")
@@ -127,7 +127,7 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Attack the model of RUN_DIR; results go to RUN_DIR/eval/NAME.{json,md}.")
     e.add_argument("run_dir", type=_path, metavar="RUN_DIR")
     e.add_argument("--suite", default=None, help="built-in suite name or a JSON file (default: mnist-pgd for "
-                   "MNIST/synthetic runs, cifar-pgd otherwise)")
+                   "gray-scale runs (MNIST, KMNIST, Fashion-MNIST, synthetic), cifar-pgd for CIFAR and SVHN)")
     e.add_argument("--attack", action="append", default=[], metavar="NAME:K=V,...",
                    help="run this attack instead of a suite, e.g. pgd:eps=0.3,steps=40,step_size=0.01")
     e.add_argument("--name", type=_path, default=None, help="name of the result files (default: the suite's name)")
@@ -159,7 +159,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="shared cache of training runs (default: runs/ next to the output folder)")
     r.add_argument("--epochs", type=_int_at_least(1), default=None, help="override the recipe's epochs")
     r.add_argument("--n", type=_int_at_least(1), default=None, help="override the number of test points")
-    r.add_argument("--data-dir", type=_path, default=None, help="folder with the dataset files (CIFAR recipes)")
+    r.add_argument("--data-dir", type=_path, default=None, help="folder with the dataset files (CIFAR / KMNIST / Fashion-MNIST / SVHN at paper scale)")
     r.add_argument("--force", action="store_true", help="retrain and re-evaluate from scratch")
     _add_device(r)
 
@@ -226,7 +226,8 @@ def _evaluate(args: argparse.Namespace) -> int:
         suite = [parse_spec(text) for text in args.attack]
         name = args.name or "custom"
     else:
-        suite_name = args.suite or ("cifar-pgd" if config.dataset.startswith("cifar") else "mnist-pgd")
+        colour = config.dataset.startswith("cifar") or config.dataset == "svhn"
+        suite_name = args.suite or ("cifar-pgd" if colour else "mnist-pgd")
         suite = load_suite(suite_name)
         name = args.name or suite_name.rsplit("/", 1)[-1].removesuffix(".json")
     suite, notes = with_default_eps(suite, config.dataset)

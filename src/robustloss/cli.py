@@ -123,9 +123,26 @@ def build_parser() -> argparse.ArgumentParser:
     _add_device(t)
     _add_backend(t)
 
-    e = sub.add_parser("evaluate", help="evaluate a run under a suite of attacks", formatter_class=_formatter,
-                       description="Attack the model of RUN_DIR; results go to RUN_DIR/eval/NAME.{json,md}.")
-    e.add_argument("run_dir", type=_path, metavar="RUN_DIR")
+    e = sub.add_parser("evaluate", help="evaluate a run (or any PyTorch model) under a suite of attacks",
+                       formatter_class=_formatter,
+                       description="Attack the model of RUN_DIR (results go to RUN_DIR/eval/NAME.{json,md}), or an "
+                       "external nn.Module with --model module.path:factory --dataset NAME --out DIR (results go to "
+                       "DIR/NAME.{json,md}; its attacks are non-adaptive: no objective is known).")
+    e.add_argument("run_dir", type=_path, metavar="RUN_DIR", nargs="?", default=None,
+                   help="run folder to evaluate (or give --model)")
+    x = e.add_argument_group("any PyTorch model (instead of RUN_DIR)")
+    x.add_argument("--model", dest="external", default=None, metavar="MODULE:FACTORY",
+                   help="an nn.Module (logits out, inputs in [0,1]), or a class/function returning one, importable "
+                   "from PYTHONPATH, e.g. mypkg.nets:resnet18")
+    x.add_argument("--weights", type=_path, default=None, help="state dict for --model (torch.load, weights_only)")
+    x.add_argument("--mean", default=None, help="input normalisation the model expects, per channel, e.g. "
+                   "0.4914,0.4822,0.4465 (applied inside the evaluated model: attacks stay in [0,1])")
+    x.add_argument("--std", default=None, help="per-channel std, with --mean")
+    x.add_argument("--output-key", default=None, help="the logits in a dict/tuple/object output: key, index or "
+                   "attribute name")
+    x.add_argument("--dataset", default=None, help="dataset to evaluate --model on (one of: "
+                   f"{', '.join(datasets.NAMES)})")
+    x.add_argument("--out", type=_path, default=None, help="result folder for --model")
     e.add_argument("--suite", default=None, help="built-in suite name or a JSON file (default: mnist-pgd for "
                    "gray-scale runs (MNIST, KMNIST, Fashion-MNIST, synthetic), cifar-pgd for CIFAR and SVHN)")
     e.add_argument("--attack", action="append", default=[], metavar="NAME:K=V,...",
@@ -216,30 +233,59 @@ def _train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _external_spec(args: argparse.Namespace) -> Any:
+    """The :class:`ExternalSpec` of ``evaluate --model ...`` (``None`` for a run folder); checks the combination."""
+    from robustloss.external import ExternalSpec, parse_floats
+
+    given = [flag for flag, value in (("--weights", args.weights), ("--mean", args.mean), ("--std", args.std),
+                                      ("--output-key", args.output_key), ("--dataset", args.dataset),
+                                      ("--out", args.out)) if value is not None]
+    if args.external is None:
+        if args.run_dir is None:
+            raise UserError("give a run folder (RUN_DIR) or an external model (--model module.path:factory)")
+        if given:
+            raise UserError(f"{', '.join(given)} belong(s) to --model; a run folder knows its model and dataset")
+        return None
+    if args.run_dir is not None:
+        raise UserError(f"give either a run folder ({args.run_dir}) or --model, not both")
+    for flag, value in (("--dataset", args.dataset), ("--out", args.out)):
+        if value is None:
+            raise UserError(f"--model needs {flag}")
+    return ExternalSpec(args.external, weights=args.weights, mean=parse_floats(args.mean, "--mean"),
+                        std=parse_floats(args.std, "--std"), output_key=args.output_key)
+
+
 def _evaluate(args: argparse.Namespace) -> int:
     from robustloss.evaluation.report import results_table
     from robustloss.evaluation.suite import load_suite, parse_spec, with_default_eps
-    from robustloss.runs import evaluate_run, read_config
+    from robustloss.runs import evaluate_external, evaluate_run, read_config
 
-    config = read_config(args.run_dir)
+    spec = _external_spec(args)
+    dataset = read_config(args.run_dir).dataset if spec is None else args.dataset
     if args.attack:
         suite = [parse_spec(text) for text in args.attack]
         name = args.name or "custom"
     else:
-        colour = config.dataset.startswith("cifar") or config.dataset == "svhn"
+        colour = dataset.startswith("cifar") or dataset == "svhn"
         suite_name = args.suite or ("cifar-pgd" if colour else "mnist-pgd")
         suite = load_suite(suite_name)
         name = args.name or suite_name.rsplit("/", 1)[-1].removesuffix(".json")
-    suite, notes = with_default_eps(suite, config.dataset)
+    suite, notes = with_default_eps(suite, dataset)
     for note in notes:
         print(f"robustloss: note: {note}", file=sys.stderr)
-    summary = evaluate_run(args.run_dir, suite, name=name, n=args.n, split=args.split, batch_size=args.batch_size,
-                           device=args.device, seed=args.seed, worst_case=args.worst_case, data_dir=args.data_dir,
-                           progress=not args.no_progress, diagnose=args.diagnose or args.diagnose_eps is not None,
-                           diagnose_eps=args.diagnose_eps, backend=args.backend)
+    options = dict(name=name, n=args.n, split=args.split, batch_size=args.batch_size, device=args.device,
+                   seed=args.seed, worst_case=args.worst_case, data_dir=args.data_dir, progress=not args.no_progress,
+                   diagnose=args.diagnose or args.diagnose_eps is not None, diagnose_eps=args.diagnose_eps,
+                   backend=args.backend)
+    if spec is None:
+        summary = evaluate_run(args.run_dir, suite, **options)
+    else:
+        summary = evaluate_external(spec, suite, dataset=dataset, out=args.out, **options)
     if not _is_main():
         return 0
-    print(results_table({args.run_dir: summary}), end="")
+    print(results_table({args.run_dir or spec.target: summary}), end="")
+    if "note" in summary:
+        print(f"note: {summary['note']}")
     if "diagnostics" in summary:
         from robustloss.evaluation.diagnostics import warning_lines
 

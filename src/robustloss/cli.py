@@ -63,6 +63,12 @@ def _add_device(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-progress", action="store_true", help="hide progress bars (they show only on a terminal)")
 
 
+def _add_channels_last(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=None,
+                   help="store the model's weights channels-last (NHWC): faster convolutions on the CPU, same "
+                   "results to float rounding (default: on for convolutional backbones on the CPU, off on CUDA)")
+
+
 def _add_backend(p: argparse.ArgumentParser) -> None:
     p.add_argument("--backend", default="auto", choices=["auto", "gloo", "nccl"],
                    help="torch.distributed backend under torchrun: auto = nccl on CUDA, gloo on the CPU")
@@ -70,6 +76,7 @@ def _add_backend(p: argparse.ArgumentParser) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     from robustloss import datasets
+    from robustloss.device import AMP_CHOICES
     from robustloss.models import MODELS
     from robustloss.objectives import OBJECTIVES
     from robustloss.reproduce import ALIASES, RECIPES, SCALES
@@ -114,6 +121,10 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--at-step-size", type=float, default=a.step_size)
     t.add_argument("--at-untargeted", action="store_true", help="untargeted AT (default: targeted, random targets)")
     t.add_argument("--at-mix", default=a.mix, help="adv (adversarial only) or half (1:1 clean + adversarial)")
+    t.add_argument("--amp", choices=AMP_CHOICES, default=None,
+                   help="mixed precision (torch.autocast) of the forward passes that craft adversarial training "
+                   "examples; losses, training step and evaluation stay fp32 (default: fp32). Needs --at; slower "
+                   "on CPUs without native bf16/fp16 (see BENCHMARKS.md)")
     t.add_argument("--out", type=_path, required=True, help="run folder")
     existing = t.add_mutually_exclusive_group()
     existing.add_argument("--resume", action="store_true", help="continue the run in --out")
@@ -121,6 +132,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--sync-bn", action="store_true",
                    help="under torchrun: BatchNorm statistics over the global batch (SyncBatchNorm, for ResNet)")
     _add_device(t)
+    _add_channels_last(t)
     _add_backend(t)
 
     e = sub.add_parser("evaluate", help="evaluate a run (or any PyTorch model) under a suite of attacks",
@@ -162,6 +174,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="L-inf eps of the checks, implies --diagnose; None: the suite's largest eps")
     e.add_argument("--data-dir", type=_path, default=None)
     _add_device(e)
+    _add_channels_last(e)
     _add_backend(e)
 
     r = sub.add_parser("reproduce", help="reproduce a paper experiment end to end", formatter_class=_formatter,
@@ -221,13 +234,14 @@ def _train(args: argparse.Namespace) -> int:
                          epochs=args.epochs, batch_size=args.batch_size, optimizer=args.optimizer, lr=args.lr,
                          momentum=args.momentum, weight_decay=args.weight_decay, lr_milestones=list(args.milestones),
                          lr_gamma=args.lr_gamma, seed=args.seed, augment=args.augment, train_limit=args.train_limit,
-                         data_dir=args.data_dir, adversarial=adversarial)
+                         data_dir=args.data_dir, adversarial=adversarial, amp=args.amp)
     if args.download:
         from robustloss import datasets
 
         datasets.load(args.dataset, "train", args.data_dir, download=True)
     train_run(config, args.out, resume=args.resume, force=args.force, device=args.device,
-              progress=not args.no_progress, backend=args.backend, sync_bn=args.sync_bn)
+              progress=not args.no_progress, backend=args.backend, sync_bn=args.sync_bn,
+              channels_last=args.channels_last)
     if _is_main():
         print(f"trained {args.objective} on {args.dataset}: {args.out}")
     return 0
@@ -276,7 +290,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     options = dict(name=name, n=args.n, split=args.split, batch_size=args.batch_size, device=args.device,
                    seed=args.seed, worst_case=args.worst_case, data_dir=args.data_dir, progress=not args.no_progress,
                    diagnose=args.diagnose or args.diagnose_eps is not None, diagnose_eps=args.diagnose_eps,
-                   backend=args.backend)
+                   backend=args.backend, channels_last=args.channels_last)
     if spec is None:
         summary = evaluate_run(args.run_dir, suite, **options)
     else:

@@ -31,8 +31,8 @@ from typing import Any
 from robustloss import datasets
 from robustloss.evaluation.report import markdown_table
 from robustloss.evaluation.suite import AttackSpec
-from robustloss.reproduce.framework import Claim, Context, Outcome, Recipe, label_axes, pct, pyplot
-from robustloss.reproduce.mmc import (T1_MODELS, T1_SCALES, T1Scale, _cifar_config, _col, _mnist_config,
+from robustloss.reproduce.framework import Claim, Context, Outcome, Recipe, label_axes, mnist_config, pct, pyplot
+from robustloss.reproduce.mmc import (T1_MODELS, T1_SCALES, T1Scale, _cifar_config, _col,
                                       _synthetic_config, paper_suite, robustness_figure, t1_columns)
 from robustloss.reproduce.papers.mmc_paper import MMC_PAPER, T2_COLUMNS
 from robustloss.training.config import TrainConfig
@@ -639,7 +639,7 @@ class T5Scale:
 def _t5_mnist(dataset: str, objective: str, options: dict[str, Any], n: int) -> TrainConfig:
     # cpu: ResNet-v2 of width 8 on 20,000 MNIST images, 3 epochs (measured ~72 s / ~117 s per epoch for
     # ResNet-8 / ResNet-20 with one thread); the rest as mmc-table1's cpu scale
-    return replace(_mnist_config(3, 3, 20_000)(objective, options, None), model="resnet",
+    return replace(mnist_config(3, 3, 20_000)(objective, options, None), model="resnet",
                    model_options={"n": n, "width": 8, "feature_dim": 256})
 
 

@@ -33,7 +33,7 @@ from tqdm import tqdm
 
 from robustloss import datasets
 from robustloss.classifier import Classifier
-from robustloss.device import resolve_device, stream_generator
+from robustloss.device import apply_channels_last, resolve_channels_last, resolve_device, stream_generator
 from robustloss.distributed import RankError, World
 from robustloss.errors import UserError
 from robustloss.io import atomic_write_text
@@ -131,11 +131,14 @@ class Trainer:
 
     ``world`` (default: one process) makes it one rank of a ``torchrun`` job;
     ``sync_bn`` then converts BatchNorm layers to ``SyncBatchNorm``.
+    ``channels_last`` (a runtime option, not part of the config): store the weights
+    channels-last; ``None`` decides by :func:`robustloss.device.resolve_channels_last`
+    (on for convolutional backbones on the CPU).
     """
 
     def __init__(self, config: TrainConfig, run_dir: str | Path, *, device: str = "auto",
                  progress: bool = True, log: Callable[[str], None] | None = None,
-                 world: World | None = None, sync_bn: bool = False) -> None:
+                 world: World | None = None, sync_bn: bool = False, channels_last: bool | None = None) -> None:
         self.config = config.validate()
         self.run_dir = Path(run_dir)
         self.device = resolve_device(device)
@@ -149,6 +152,8 @@ class Trainer:
         self.progress = progress and self.world.is_main
         self.log = log or (lambda msg: print(msg, file=sys.stderr))
         self.model = build_classifier(config).to(self.device)
+        self.channels_last = resolve_channels_last(channels_last, self.device, self.model)
+        apply_channels_last(self.model, self.channels_last)
         self.ddp: nn.Module | None = None
         if self.world.active:
             if sync_bn:
@@ -165,7 +170,7 @@ class Trainer:
         if config.adversarial is not None:
             from robustloss.training.adversarial import TrainingAdversary
 
-            self.adversary = TrainingAdversary(config.adversarial, self.model)
+            self.adversary = TrainingAdversary(config.adversarial, self.model, amp=config.amp)
 
     # ------------------------------------------------------------------ state
     def state(self) -> dict[str, Any]:
@@ -181,7 +186,7 @@ class Trainer:
         }
 
     def load_state(self, state: dict[str, Any]) -> None:
-        if state["config"] != self.config.to_dict():
+        if not self.config.matches(state["config"]):
             raise UserError(f"checkpoint in {self.run_dir} is from another configuration; "
                             "use a new --out folder or --force to start over")
         try:

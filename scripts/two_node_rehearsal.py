@@ -69,13 +69,18 @@ def two_node_command(port: int, run_id: str) -> list[str]:
             "--local_addr", "127.0.0.1", "--max_restarts", "0", "-m", "robustloss"]
 
 
+def start_two_nodes(argv: list[str]) -> tuple[list[str], list[subprocess.Popen[str]]]:
+    """Start two launchers of ``robustloss argv`` that meet at one rendezvous (not waiting): (command, launchers)."""
+    port = free_port()
+    command = [*two_node_command(port, f"rehearsal-{os.getpid()}-{port}"), *argv]
+    return command, [subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                      env=child_env()) for _ in range(2)]
+
+
 def run_two_nodes(argv: list[str], timeout: float) -> dict[str, Any]:
     """Start two launchers of ``robustloss argv`` that meet at one rendezvous; wait for both."""
-    port = free_port()
-    command = two_node_command(port, f"rehearsal-{os.getpid()}-{port}")
     began = time.perf_counter()
-    nodes = [subprocess.Popen([*command, *argv], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                              env=child_env()) for _ in range(2)]
+    command, nodes = start_two_nodes(argv)
     outputs = []
     try:
         for node in nodes:
@@ -86,7 +91,7 @@ def run_two_nodes(argv: list[str], timeout: float) -> dict[str, Any]:
             if node.poll() is None:
                 node.kill()
                 node.wait()
-    return {"command": " ".join([*command, *argv]), "returncodes": [code for code, _, _ in outputs],
+    return {"command": " ".join(command), "returncodes": [code for code, _, _ in outputs],
             "stdout": [out for _, out, _ in outputs], "stderr": [err for _, _, err in outputs],
             "wall_s": round(time.perf_counter() - began, 2)}
 

@@ -55,3 +55,59 @@ def test_rehearsal_refuses_sizes_two_nodes_cannot_share(capsys: pytest.CaptureFi
     with pytest.raises(SystemExit) as exc:
         _script().main(["--n", "1"])
     assert exc.value.code == 2 and "--n must be >= 2" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_a_node_that_dies_leaves_its_finished_shards_and_the_rerun_resumes(tmp_path: Path) -> None:
+    """Kill the worker of the second "node" mid-evaluation: the first says so in one line, rows stay, rerun resumes.
+
+    Slow (two more pairs of launchers, ~25 s CPU); no numeric thresholds.
+    """
+    import os
+    import signal
+    import subprocess
+    import time
+
+    from robustloss.evaluation.rows import RowStore
+    from robustloss.training import TrainConfig
+
+    rehearsal = _script()
+    run = tmp_path / "run"
+    runs.train_run(TrainConfig(dataset="mnist", model="lenet5", objective="sce", epochs=1, batch_size=16,
+                               train_limit=640, seed=3, lr=0.1), run, progress=False, device="cpu")
+    argv = ["evaluate", str(run), "--attack", "pgd:eps=0.1,steps=40,step_size=0.005", "--num-points", "300",
+            "--batch-size", "8", "--name", "kill", "--device", "cpu", "--threads", "1", "--no-progress"]
+    rows_dir = run / "eval" / "kill.rows"
+    _, nodes = rehearsal.start_two_nodes(argv)
+    try:
+        deadline = time.time() + 240
+        while time.time() < deadline and all(node.poll() is None for node in nodes):
+            files = list(rows_dir.glob("rank-*.jsonl")) if rows_dir.is_dir() else []
+            if sum('"commit"' in line and '"kind": "attack"' in line
+                   for f in files for line in f.read_text().splitlines()) >= 4:
+                break
+            time.sleep(0.1)
+        assert all(node.poll() is None for node in nodes), "the evaluation finished before it could be killed"
+        worker = subprocess.run(["pgrep", "-P", str(nodes[1].pid)], capture_output=True, text=True).stdout.split()
+        for pid in worker:
+            os.kill(int(pid), signal.SIGKILL)                      # the second node's only rank dies
+        errs = [node.communicate(timeout=240)[1] for node in nodes]
+    finally:
+        for node in nodes:
+            if node.poll() is None:
+                node.kill()
+    assert all(node.returncode != 0 for node in nodes)
+    lines = [ln for ln in errs[0].splitlines() if ln.startswith("robustloss:")]
+    assert len(lines) == 1 and lines[0].startswith("robustloss: error: rank 0 of 2 "), errs[0][-2000:]
+    assert "resume" in lines[0] and ".cc:" not in lines[0]         # one readable line, no gloo source location
+    assert not (run / "eval" / "kill.json").exists()
+    assert RowStore(rows_dir).load().attacks                       # finished batches stayed on disk
+
+    again = rehearsal.run_two_nodes(argv, timeout=300)
+    assert again["returncodes"] == [0, 0], again["stderr"]
+    rows = [json.loads(line) for f in rows_dir.glob("rank-*.jsonl") for line in f.read_text().splitlines()
+            if line.strip()]
+    committed = {r["commit"] for r in rows if "commit" in r}
+    keys = [(r["kind"], r.get("attack"), r["i"]) for r in rows if "i" in r and r["b"] in committed]
+    assert len(keys) == len(set(keys))                             # no point was done twice
+    assert json.loads((run / "eval" / "kill.json").read_text())["n"] == 300

@@ -10,8 +10,9 @@ of 127.0.0.1).  The rehearsal
 1. trains LeNet-5 + SCE for one epoch on the two "nodes" (gloo on the CPU, each
    rank half of every global batch) and the same configuration in one process,
    and compares the weights (the DDP update of the global batch equals the
-   single-process update up to float summation order: measured <= 1e-8, checked
-   against 1e-5, as in tests/test_distributed.py);
+   single-process update up to float summation order; after the 40 SGD steps at
+   lr 0.1 of the default setting the weights differ by 1.5e-6 at most (measured),
+   checked against 1e-4: 65x that, and 100x below what the epoch changes, > 1e-2);
 2. evaluates the two-node model with a PGD attack sharded over the two nodes
    (worst-case mode) and in one process, and compares the per-example verdicts
    (>= 99.5 % equal, accuracies within 0.5 points: the issue's criterion for
@@ -39,7 +40,8 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 #: weights of the two-node and the single-process training may differ by float summation order only
-WEIGHT_TOLERANCE = 1e-5
+#: (measured 1.5e-6 after one epoch of the default setting; training moves them by > 1e-2)
+WEIGHT_TOLERANCE = 1e-4
 #: share of per-example verdicts that must agree, and the largest accuracy gap (fractions)
 VERDICT_AGREEMENT, ACCURACY_GAP = 0.995, 0.005
 

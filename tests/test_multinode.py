@@ -46,7 +46,7 @@ def test_two_node_rehearsal_equals_one_process(tmp_path: Path) -> None:
     trained = runs.load_run(tmp_path / "two-node").state_dict()
     init = runs.build_classifier(runs.read_config(tmp_path / "two-node")).state_dict()
     moved = max(float((trained[k] - init[k]).abs().max()) for k in init)
-    assert record["weight_max_abs_diff"] <= 1e-5 < 1e-2 < moved
+    assert record["weight_max_abs_diff"] <= rehearsal.WEIGHT_TOLERANCE <= 1e-2 < moved   # measured 1.5e-6
     clean, robust = record["evaluation"]["clean_accuracy"][0], record["evaluation"]["robust_accuracy"][0]
     assert 0 < robust < clean
 

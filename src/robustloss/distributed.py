@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import datetime
 import os
+import re
 import signal
 import sys
 from dataclasses import dataclass
@@ -41,6 +42,7 @@ def lost_peer_message(exc: BaseException) -> str | None:
     if not (dist.is_available() and dist.is_initialized()):
         return None
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    text = re.sub(r"^\[[^\]]*\.(cc|cpp|h|py):\d+\]\s*", "", text)   # gloo's "[.../pair.cc:553] " source location
     return (f"rank {_WORLD.rank} of {_WORLD.size} lost contact with another rank, which probably died "
             f"({text[:160]}); finished results stay on disk - rerun the same command to resume")
 

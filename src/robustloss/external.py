@@ -49,7 +49,9 @@ from torch import Tensor, nn
 
 from robustloss.errors import UserError
 
-_TARGET = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*:[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*")
+_DOTTED = r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*"
+#: ``module.path:factory`` (dotted names on both sides of the colon)
+_TARGET = re.compile(f"{_DOTTED}:{_DOTTED}")
 
 
 def _first_line(exc: BaseException) -> str:

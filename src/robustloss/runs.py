@@ -371,9 +371,11 @@ def evaluate_external(spec: ExternalSpec, suite: list[AttackSpec], *, dataset: s
         raise unknown_choice("dataset", dataset, datasets.NAMES)
     out_dir = Path(out)
     diag_eps = _check_out_dir(out_dir, suite, diagnose, diagnose_eps)
-    w, dev = distributed.setup(resolve_device(device), backend)
     x, y = datasets.load(dataset, split, data_dir)
-    model = external.load_external(spec, x[:8], dev)
+    # checked before the ranks meet: the same one-line error on every rank, printed once (by rank 0)
+    model = external.load_external(spec, x[:8], "cpu")
+    w, dev = distributed.setup(resolve_device(device), backend)
+    model = model.to(dev)
     about: dict[str, Any] = {"model": external.describe(spec), "dataset": dataset}
     card = {"dataset": dataset, "model": spec.target, "objective": None}
     return _evaluate_model(model, x, y, suite, w, dev, lock_dir=out_dir, out_dir=out_dir, name=name, n=n,

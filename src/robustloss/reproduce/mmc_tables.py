@@ -302,7 +302,9 @@ def _t2_run(ctx: Context) -> Outcome:
         honest.append([row, *cells])
     sections.append(
         "## Honest columns: non-adaptive attacks, the white-box ensemble and the strongest\n\n"
-        "*success %*: the share of the clean-correct points C&W fooled (the mean distortion is over these only). "
+        "*success %*: the share of the clean-correct points C&W fooled (the mean distortion is over these only; "
+        "C&W is a minimum-norm attack, so its stronger alternative here is the non-adaptive C&W beside it, not the "
+        "L-inf ensemble). "
         "*non-adaptive*: C&W on the margin of the plain logits, SPSA on cross-entropy of the logits. "
         "*white-box ensemble*: mmc-table1's per-example worst case (PGD, APGD, margin PGD, multi-target) on the SPSA "
         "points; *strongest*: per example, the ensemble and both SPSA runs together. A gradient-free SPSA below the "
@@ -620,7 +622,7 @@ MMC_TABLE4 = Recipe(
     "mmc-table4", "CIFAR-100: clean, PGD, SPSA and C&W on SCE, Center loss, MMLDA, L-GM and MMC-10 (MMC paper "
     "Table 4)", ("M6",), MMC_PAPER,
     plans={"smoke": "synthetic 16x16 data (10 classes; no CIFAR-100 analogue on MNIST), mmc-table1's smoke "
-                    "models, reduced attacks",
+                    "SCE and MMC-10, reduced attacks",
            "paper": "CIFAR-100 (--data-dir with cifar-100-python), ResNet-32, 200 epochs, 5 models, PGD10 / SPSA10 "
                     "at 8/255, C&W 9x1000, 10,000 test images"},
     times={"smoke": "measured ~6 s after mmc-table2 smoke", "paper": "estimated ~45 GPU hours (5 x 3.6 h training, C&W and SPSA)"},

@@ -253,7 +253,7 @@ def _t2_run(ctx: Context) -> Outcome:
         cols.update(corruption_columns(ctx, b, run_dir, prefix))
         curve = {"paper_eps": [0.0, *s.eps],
                  "paper_attack": [cols["SPSA clean"], *(cols[f"SPSA10 un eps={e}"] for e in s.eps_names)],
-                 "eps": t1["curve"]["eps"], "strongest": t1["curve"]["strongest"]}
+                 "eps": [0.0, *t1["curve"]["eps"]], "strongest": [cols["clean"], *t1["curve"]["strongest"]]}
         curves[row] = curve
         models[row] = {"run": str(run_dir), "columns": cols, "curve": curve}
         diags[row] = _diag(ctx, s, run_dir)
@@ -480,7 +480,7 @@ def _t3_run(ctx: Context) -> Outcome:
     ctx.figure(fig, "spsa_batch_sweep")
     big = str(t.batches[-1])
     curve = {"paper_eps": [0.0, eps], "paper_attack": [cols["clean"], sweep["un"][big]],
-             "eps": t1["curve"]["eps"], "strongest": t1["curve"]["strongest"]}
+             "eps": [0.0, *t1["curve"]["eps"]], "strongest": [t1["columns"]["clean"], *t1["curve"]["strongest"]]}
     robustness_figure(ctx, {"MMC-10": curve}, f"SPSA{b.spsa_steps} un, batch {big}", "accuracy (%)",
                       f"mmc-table3 robustness curve ({ctx.scale} scale; left: {n} points, right: {n1})")
 

@@ -18,7 +18,8 @@ eps 8/255 to 0.1 on MNIST; every other L-inf quantity is scaled by the same fact
 * Gaussian noise (l.207, sigma 0.05): both the paper's sigma and sigma x 3.1875 = 0.16 (0.05 leaves
   MNIST's nearly binary digits almost unchanged); rotation: the paper's +-30 degrees.
 * C&W-L2 (l.221: 9 binary-search steps from c = 0.01, 1,000 iterations per c, lr 0.005): 100 iterations per c
-  at lr 0.05 (10x fewer iterations, 10x the step; measured 0.34 s per MNIST point for all 9 constants).
+  at lr 0.05 (10x fewer iterations, 10x the step: measured on the fixture MMC-10 LeNet-5, it fools all of 8
+  points, targeted and untargeted; ~1 s per point and model for all 9 constants on this shared machine).
 """
 
 from __future__ import annotations
@@ -64,7 +65,7 @@ _SCALED = round(0.01 * LINF_SCALE, 4)
 BB_SCALES: dict[str, BBScale] = {
     "smoke": BBScale(16, 16, 32, cw_steps=10, cw_search=3, cw_lr=0.05, spsa_steps=3, spsa_samples=8,
                      spsa_lr=_SCALED, spsa_delta=_SCALED, sigmas=(0.05, round(0.05 * LINF_SCALE, 2)), draws=2),
-    "cpu": BBScale(200, 200, 1000, cw_steps=100, cw_lr=0.05, spsa_lr=_SCALED, spsa_delta=_SCALED,
+    "cpu": BBScale(100, 200, 1000, cw_steps=100, cw_lr=0.05, spsa_lr=_SCALED, spsa_delta=_SCALED,
                    sigmas=(0.05, round(0.05 * LINF_SCALE, 2))),
     "paper": BBScale(10_000, 10_000, 10_000),
 }
@@ -252,7 +253,7 @@ def _t2_run(ctx: Context) -> Outcome:
         cols.update(corruption_columns(ctx, b, run_dir, prefix))
         curve = {"paper_eps": [0.0, *s.eps],
                  "paper_attack": [cols["SPSA clean"], *(cols[f"SPSA10 un eps={e}"] for e in s.eps_names)],
-                 "eps": t1["curve"]["eps"], "strongest": t1["curve"]["strongest"]}
+                 "eps": [0.0, *t1["curve"]["eps"]], "strongest": [cols["clean"], *t1["curve"]["strongest"]]}
         curves[row] = curve
         models[row] = {"run": str(run_dir), "columns": cols, "curve": curve}
         diags[row] = _diag(ctx, s, run_dir)
@@ -301,7 +302,9 @@ def _t2_run(ctx: Context) -> Outcome:
         honest.append([row, *cells])
     sections.append(
         "## Honest columns: non-adaptive attacks, the white-box ensemble and the strongest\n\n"
-        "*success %*: the share of the clean-correct points C&W fooled (the mean distortion is over these only). "
+        "*success %*: the share of the clean-correct points C&W fooled (the mean distortion is over these only; "
+        "C&W is a minimum-norm attack, so its stronger alternative here is the non-adaptive C&W beside it, not the "
+        "L-inf ensemble). "
         "*non-adaptive*: C&W on the margin of the plain logits, SPSA on cross-entropy of the logits. "
         "*white-box ensemble*: mmc-table1's per-example worst case (PGD, APGD, margin PGD, multi-target) on the SPSA "
         "points; *strongest*: per example, the ensemble and both SPSA runs together. A gradient-free SPSA below the "
@@ -388,13 +391,14 @@ MMC_TABLE2 = Recipe(
     plans={"smoke": "synthetic 16x16 data, mmc-table1's smoke SCE and MMC-10, C&W 3x10 iterations, SPSA 3 steps x 8 "
                     "samples, 16-32 test points",
            "cpu": "MNIST, mmc-table1's 9 LeNet-5 models (trained there, read from the run cache), C&W 9x100 "
-                  "iterations lr 0.05 on 200 points, SPSA10 batch 128 lr 0.032 at eps 0.1/0.2 on 200 points, noise "
+                  "iterations lr 0.05 on 100 points, SPSA10 batch 128 lr 0.032 at eps 0.1/0.2 on 200 points, noise "
                   "sigma 0.05/0.16 and rotation +-30 on 1,000 points (5 draws)",
            "paper": "CIFAR-10 (--data-dir), mmc-table1's 9 ResNet-32 models, C&W 9x1000 lr 0.005, SPSA10 batch 128 "
                     "lr 0.01 at 8/255 and 16/255, noise 0.05, rotation +-30, 10,000 test images"},
-    times={"smoke": "measured ~8 s after mmc-table1 smoke (~25 s alone)",
-           "cpu": "estimated ~45 min with --threads 1 after mmc-table1 cpu (measured: C&W 0.34 s and SPSA-128 "
-                  "up to 0.22 s per point and model)",
+    times={"smoke": "measured ~16 s (with its 2 smoke trainings) on a loaded machine",
+           "cpu": "estimated ~80 min with --threads 1 after mmc-table1 cpu (measured on MMC-10 on a shared machine: "
+                  "C&W 9x100 1.0 s and SPSA batch 128 0.28 s per point; 9 models x ~2.7 C&W x 100 points + ~4.7 "
+                  "SPSA x 200 points)",
            "paper": "estimated ~30 GPU hours after mmc-table1 (C&W 9x1000 iterations dominates)"},
     run=_t2_run)
 
@@ -476,7 +480,7 @@ def _t3_run(ctx: Context) -> Outcome:
     ctx.figure(fig, "spsa_batch_sweep")
     big = str(t.batches[-1])
     curve = {"paper_eps": [0.0, eps], "paper_attack": [cols["clean"], sweep["un"][big]],
-             "eps": t1["curve"]["eps"], "strongest": t1["curve"]["strongest"]}
+             "eps": [0.0, *t1["curve"]["eps"]], "strongest": [t1["columns"]["clean"], *t1["curve"]["strongest"]]}
     robustness_figure(ctx, {"MMC-10": curve}, f"SPSA{b.spsa_steps} un, batch {big}", "accuracy (%)",
                       f"mmc-table3 robustness curve ({ctx.scale} scale; left: {n} points, right: {n1})")
 
@@ -519,9 +523,9 @@ MMC_TABLE3 = Recipe(
                   "on 100 points, PGD10/50 on the same points",
            "paper": "CIFAR-10 (--data-dir), mmc-table1's MMC-10 ResNet-32, SPSA10 batches 128/4096/8192 at 8/255, "
                     "10,000 test images"},
-    times={"smoke": "measured ~5 s after mmc-table1 smoke",
-           "cpu": "estimated ~20 min with --threads 1 after mmc-table1 cpu (SPSA cost grows with the batch: "
-                  "measured 0.22 s per point at batch 128)",
+    times={"smoke": "measured ~5 s after mmc-table2 smoke",
+           "cpu": "estimated ~30 min with --threads 1 after mmc-table1 cpu (SPSA cost grows with the batch: "
+                  "measured on MMC-10 0.28 s per point at batch 128, 2.5 s at 1024; 100 points x 2 modes)",
            "paper": "estimated ~15 GPU hours after mmc-table1"},
     run=_t3_run)
 
@@ -618,10 +622,10 @@ MMC_TABLE4 = Recipe(
     "mmc-table4", "CIFAR-100: clean, PGD, SPSA and C&W on SCE, Center loss, MMLDA, L-GM and MMC-10 (MMC paper "
     "Table 4)", ("M6",), MMC_PAPER,
     plans={"smoke": "synthetic 16x16 data (10 classes; no CIFAR-100 analogue on MNIST), mmc-table1's smoke "
-                    "models, reduced attacks",
+                    "SCE and MMC-10, reduced attacks",
            "paper": "CIFAR-100 (--data-dir with cifar-100-python), ResNet-32, 200 epochs, 5 models, PGD10 / SPSA10 "
                     "at 8/255, C&W 9x1000, 10,000 test images"},
-    times={"smoke": "measured ~15 s", "paper": "estimated ~45 GPU hours (5 x 3.6 h training, C&W and SPSA)"},
+    times={"smoke": "measured ~6 s after mmc-table2 smoke", "paper": "estimated ~45 GPU hours (5 x 3.6 h training, C&W and SPSA)"},
     run=_t4_run, default_scale="paper")
 
 
@@ -638,7 +642,7 @@ class T5Scale:
 
 def _t5_mnist(dataset: str, objective: str, options: dict[str, Any], n: int) -> TrainConfig:
     # cpu: ResNet-v2 of width 8 on 20,000 MNIST images, 3 epochs (measured ~72 s / ~117 s per epoch for
-    # ResNet-8 / ResNet-20 with one thread); the rest as mmc-table1's cpu scale
+    # ResNet-8 / ResNet-20 with one thread on the shared machine); the rest as mmc-table1's cpu scale
     return replace(mnist_config(3, 3, 20_000)(objective, options, None), model="resnet",
                    model_options={"n": n, "width": 8, "feature_dim": 256})
 
@@ -659,7 +663,7 @@ T5_SCALES = {
     "smoke": T5Scale(replace(T1_SCALES["smoke"], convergence_steps=(), n=16, diag_n=16), (("ResNet-8", 1, "Res.32"),
                                                                               ("ResNet-14", 2, "Res.110")),
                      (("synthetic", "CIFAR-10"),), _t5_synthetic),
-    "cpu": T5Scale(replace(T1_SCALES["cpu"], n=200, curve_eps=(0.05, 0.1, 0.2, 0.3), convergence_steps=(),
+    "cpu": T5Scale(replace(T1_SCALES["cpu"], n=500, curve_eps=(0.05, 0.1, 0.2, 0.3), convergence_steps=(),
                            apgd_steps=50, mt_steps=30, mt_k=3, margin_restarts=1),
                    (("ResNet-8", 1, "Res.32"), ("ResNet-20", 3, "Res.110")), (("mnist", "CIFAR-10"),), _t5_mnist),
     "paper": T5Scale(replace(T1_SCALES["paper"], convergence_steps=()), (("Res.32", 5, "Res.32"),
@@ -779,11 +783,13 @@ MMC_TABLE5 = Recipe(
     plans={"smoke": "synthetic 16x16 data, ResNet-v2 n=1 vs n=2 (width 4), SCE and MMC-10, 1 epoch on 256 images, "
                     "16 test points",
            "cpu": "MNIST, ResNet-8 vs ResNet-20 (ResNet-v2 n=1/3, width 8), SCE and MMC-10, 3 epochs on 20,000 "
-                  "images, PGD10/50 tar/un at eps 0.1/0.2 and a reduced ensemble on 200 test points",
+                  "images, PGD10/50 tar/un at eps 0.1/0.2 and a reduced ensemble (curve at 0.05-0.3) on 500 test points",
            "paper": "CIFAR-10 and CIFAR-100 (--data-dir), ResNet-32 vs ResNet-110, SCE and MMC-10, 200 epochs, "
                     "10,000 test images"},
-    times={"smoke": "measured ~15 s", "cpu": "estimated ~60 min with --threads 1 (measured: 72 s / 117 s per "
-                                              "20k-image epoch for ResNet-8 / ResNet-20; attacks ~35 min)",
+    times={"smoke": "measured ~16 s on a loaded machine",
+           "cpu": "estimated ~45 min with --threads 1 (measured on a shared machine: 72 s / 117 s per 20k-image "
+                  "epoch and 0.33 / 1.1 ms per point and PGD step for ResNet-8 / ResNet-20; training ~19 min, "
+                  "attacks ~25 min)",
            "paper": "estimated ~100 GPU hours (8 models; ResNet-110 ~3.5x ResNet-32)"},
     run=_t5_run)
 

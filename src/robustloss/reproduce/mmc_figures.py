@@ -154,7 +154,6 @@ def _fig3a_run(ctx: Context) -> Outcome:
                 ls="--" if row.startswith("AT") else "-", label=f"{row} (validation, per epoch)")
         ax.plot([m["time_s"][-1]], [100 * m["test_error"]], marker="*", ms=10, color=colours(i), ls="none")
     ax.plot([], [], marker="*", ms=10, color="grey", ls="none", label="final test error")
-    ax.set_yscale("log")
     label_axes(ax, "cumulative training time (s, this machine)", "clean error rate (%)",
                f"clean error vs training time ({dataset}, {ctx.scale} scale)")
     ctx.figure(fig, "error_vs_time")

@@ -98,6 +98,9 @@ def test_fig3b_smoke(tmp_path: Path) -> None:
         assert len(path["features"]) == 2 and all(len(f) == 51 and len(f[0]) == 2 for f in path["features"])
         assert all(d <= 0.3 + 1e-6 for d in path["linf"])        # every iterate stays in the eps ball
     assert "PGD5" in report and "**strongest**" in report
+    moves = res["feature_moves"]
+    assert set(moves) == {label for label, _, targeted in F3B_ATTACKS if not targeted}
+    assert all(m["norm_clean"] >= 0 and 0 <= m["angle_change_deg"] <= 180 for m in moves.values())
 
 
 def test_trajectory_starts_at_the_clean_feature_and_follows_pgd(tmp_path: Path) -> None:

@@ -154,7 +154,6 @@ def _fig3a_run(ctx: Context) -> Outcome:
                 ls="--" if row.startswith("AT") else "-", label=f"{row} (validation, per epoch)")
         ax.plot([m["time_s"][-1]], [100 * m["test_error"]], marker="*", ms=10, color=colours(i), ls="none")
     ax.plot([], [], marker="*", ms=10, color="grey", ls="none", label="final test error")
-    ax.set_yscale("log")
     label_axes(ax, "cumulative training time (s, this machine)", "clean error rate (%)",
                f"clean error vs training time ({dataset}, {ctx.scale} scale)")
     ctx.figure(fig, "error_vs_time")
@@ -198,8 +197,9 @@ MMC_FIG3A = Recipe(
            "cpu": "MNIST, LeNet-5, mmc-table1's cpu models SCE, MMC-10 (10 epochs) and AT10 tar of both (3 epochs), "
                   "all 10,000 test images",
            "paper": "CIFAR-10 (--data-dir), ResNet-32, mmc-table1's paper models (200 epochs)"},
-    times={"smoke": "measured ~10 s", "cpu": "~1 min once mmc-table1 --scale cpu has trained its models (else its "
-                                             "training: ~1 h for these four)",
+    times={"smoke": "measured ~10 s", "cpu": "~1 min once mmc-table1 --scale cpu has trained its models (else their "
+                                             "training: ~35 min at mmc-table1's measured 23 s per epoch and 280 s per "
+                                             "AT epoch)",
            "paper": "no extra time after mmc-table1 --scale paper (its four models: ~58 GPU hours)"},
     run=_fig3a_run)
 
@@ -270,6 +270,24 @@ def trajectory(model: Classifier, x: Tensor, y: Tensor, target: Tensor | None, l
     return z, pred, xs
 
 
+def feature_moves(model: Classifier, x: Tensor, y: Tensor) -> dict[str, dict[str, float]]:
+    """Where the untargeted attacks of Fig. 3(b) take the 2-d features (the last of the paper's 50 iterates):
+    mean ``||z||`` before and after, and the mean absolute change of the angle ``atan2(z_2, z_1)`` in degrees."""
+    out = {}
+    for label, loss, targeted in F3B_ATTACKS:
+        if targeted:
+            continue
+        attack = PGD(model, F3B_EPS, F3B_STEPS, F3B_STEP, random_start=False, final_iterate=True, loss=loss)
+        x_adv = torch.cat([attack(x[i:i + 500], y[i:i + 500]) for i in range(0, len(x), 500)])
+        with torch.no_grad():
+            z0, z1 = model.features(x), model.features(x_adv)
+        turn = torch.atan2(z1[:, 1], z1[:, 0]) - torch.atan2(z0[:, 1], z0[:, 0])
+        turn = torch.remainder(turn + torch.pi, 2 * torch.pi) - torch.pi
+        out[label] = {"norm_clean": float(z0.norm(dim=1).mean()), "norm_attacked": float(z1.norm(dim=1).mean()),
+                      "angle_change_deg": float(turn.abs().mean() * 180 / torch.pi)}
+    return out
+
+
 def _f3b_suite(steps_grid: Sequence[int]) -> dict[tuple[str, int], AttackSpec]:
     """(attack label, steps) -> PGD at the paper's eps and step, no random start (the paths start at the star)."""
     return {(label, k): AttackSpec(f"PGD{k} {label}", "pgd", {"eps": F3B_EPS, "steps": k, "step_size": F3B_STEP,
@@ -334,6 +352,8 @@ def _fig3b_run(ctx: Context) -> Outcome:
     accuracy = {label: {str(k): by_label[suite[(label, k)].label] for k in s.steps_grid} for label, _, _ in F3B_ATTACKS}
     strong = ctx.evaluate(run_dir, strong_suite(s.strong, F3B_EPS), name=f"mmc-fig3b-{ctx.scale}-strong", n=n,
                           worst_case=True)
+
+    moves = feature_moves(model, x_all[:n].to(device), y_all[:n].to(device))
 
     # the paper's two panels: two randomly selected (correctly classified) clean test inputs
     gen = torch.Generator().manual_seed(0)
@@ -412,6 +432,15 @@ def _fig3b_run(ctx: Context) -> Outcome:
             [[str(p + 1), f"#{int(picks[p])}", str(int(y0[p])), str(int(targets[p])),
               *(str(first_fool[label][p]) if first_fool[label][p] is not None else f"none in {F3B_STEPS}"
                 for label, _, _ in F3B_ATTACKS)] for p in range(2)])]
+    sections.append(
+        f"## Where the untargeted attacks move the features\n\nOn the first {n} test images, the last of the "
+        f"paper's {F3B_STEPS} iterates (no early stop): the mean distance of the feature from the origin before and "
+        "after, and the mean absolute change of its angle. The classes sit on a circle (one center every "
+        "36 degrees), so an attack crosses a class boundary by turning the feature, not by pushing it outward.\n\n"
+        + markdown_table(["attack", "mean norm of z, clean", f"mean norm of z after PGD{F3B_STEPS}",
+                          "mean absolute angle change (degrees)"],
+                         [[label, f"{m['norm_clean']:.2f}", f"{m['norm_attacked']:.2f}", f"{m['angle_change_deg']:.1f}"]
+                          for label, m in moves.items()]))
     deviations = [("network", "ResNet-32 (presumably; not restated) with a 2-d feature layer",
                    "ResNet-32 with a 2-d dense feature layer" if s.config.model == "resnet" else
                    "LeNet-5 with a 2-d feature layer"),
@@ -426,7 +455,7 @@ def _fig3b_run(ctx: Context) -> Outcome:
     results = {"n": n, "clean_accuracy": res["clean_accuracy"], "accuracy": accuracy,
                "strongest": strong["worst_case_accuracy"], "strongest_attacks": [a["label"] for a in strong["attacks"]],
                "panels": [{"index": int(picks[p]), "label": int(y0[p]), "target": int(targets[p])} for p in range(2)],
-               "trajectories": paths, "first_misclassified": first_fool, "run": str(run_dir)}
+               "trajectories": paths, "first_misclassified": first_fool, "feature_moves": moves, "run": str(run_dir)}
     return Outcome(sections, results, fig3b_claims(s.steps_grid), deviations)
 
 
@@ -437,7 +466,8 @@ MMC_FIG3B = Recipe(
            "cpu": "MNIST, LeNet-5 with 2-d features + MMC-10 (10 epochs), PGD eps 0.3 step 0.01 at 5-50 steps on "
                   "1,000 test images, the strong ensemble, two 50-step paths",
            "paper": "MNIST, ResNet-32 with 2-d features + MMC-10 (40 epochs), 10,000 test images"},
-    times={"smoke": "measured ~5 s", "cpu": "estimated ~10 min (training ~4 min at ~22 s per epoch)",
+    times={"smoke": "measured ~5 s", "cpu": "measured 780 s with --threads 1 on the loaded 2-core machine (training 615 s: 22-64 s per "
+                   "epoch as the load varied); 100 s with the model cached",
            "paper": "estimated ~2 GPU hours"},
     run=_fig3b_run)
 

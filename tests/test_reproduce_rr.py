@@ -45,7 +45,9 @@ def test_smoke_outputs(smoke: dict[str, tuple[Path, str, dict[str, Any]]], name:
         check_png(out / fig)
         assert f"]({fig})" in report
     assert report.startswith(f"# {name}:") and "This is not the paper's setting" in report
-    assert "## Deviations from the paper" in report and "the MMC paper says 40" in report
+    assert "## Deviations from the paper" in report
+    if name not in ("rr-lse", "rr-cmm", "rr-hmmc"):   # MNIST experiments: both papers' MNIST epochs shown
+        assert "the MMC paper says 40" in report
     # smoke models are untrained: no claim about them gets a verdict
     assert saved["claims"] and {c["verdict"] for c in saved["claims"]} == {NOT_AT_SCALE}
     assert "reproducibility report" in saved["paper"]
@@ -90,7 +92,7 @@ def test_smoke_results_are_consistent(smoke: dict[str, tuple[Path, str, dict[str
     assert smoke["rr-lse"][2]["results"]["run"] == unc["models"]["Standard SCE"]["run"]
     assert opt["Momentum SGD"]["run"] == unc["models"]["Standard MMC"]["run"]
     cmm = smoke["rr-cmm"][2]["results"]["models"]
-    assert list(cmm) == [f"{c:g}" for c in CMM_VALUES]
+    assert set(cmm) == {f"{c:g}" for c in CMM_VALUES}
     hmmc = smoke["rr-hmmc"][2]["results"]
     assert len(hmmc["models"]) == 2 + len(HMMC_GRID) and hmmc["tree"] == ",".join(map(str, MNIST_PAIRS_TREE))
     feats = smoke["rr-features"][2]["results"]["models"]

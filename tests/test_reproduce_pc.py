@@ -293,3 +293,35 @@ def test_fig3_needs_scikit_learn(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "sklearn.manifold", None)     # import fails as if not installed
     with pytest.raises(UserError, match=r"pip install 'robustloss\[extras\]'"):
         tsne_2d(np.zeros((10, 3)))
+
+
+# ---------------------------------------------------------------------------------------------- pc-table4 (P8)
+def test_pc_table4_smoke(tmp_path: Path) -> None:
+    from robustloss.reproduce.pc_large import STEP_FRACTION, TABLE4_MODELS, TABLE4_SCALES
+
+    out = tmp_path / "results" / "pc-table4"
+    reproduce("pc-table4", out, scale="smoke", progress=False)
+    report, saved = _outputs(out, "pc-table4")
+    s, _ = TABLE4_SCALES["smoke"]
+    models = saved["results"]["models"]
+    assert set(models) == set(TABLE4_MODELS) and saved["results"]["n"] == s.n
+    paper = PC_PAPER.table("P8")
+    cols = list(paper["CIFAR-100 PC"])
+    assert cols == ["clean", "PGD 0.005", "PGD 0.010", "PGD 0.015", "MIM 0.005", "MIM 0.010", "MIM 0.015",
+                    "SPSA 0.015"]
+    # the paper's rows verbatim (both datasets) beside ours
+    assert _row(report, "CIFAR-100 PC (paper)")[:8] == [paper["CIFAR-100 PC"][c] for c in cols]
+    assert _row(report, "Tiny ImageNet GCE (paper)")[0] == "32.8"
+    for model, info in models.items():
+        c = info["columns"]
+        assert _row(report, f"{model} (ours, synthetic)")[:8] == [f"{100 * c[k]:.1f}" for k in cols]
+        assert info["config"]["model"] == "resnet" and info["config"]["model_options"]["n"] == 1
+        for eps in s.eps:
+            # the worst case includes the paper's PGD and MIM at this eps (one point of float slack, as Table 1)
+            assert c[f"strongest {eps:.3f}"] <= min(c[f"PGD {eps:.3f}"], c[f"MIM {eps:.3f}"]) + 1 / s.n + 1e-9
+    # 10 iterations of eps / 4 (the step is not stated): the attack settings are stored with the results
+    assert "of eps x 0.25 (not stated)" in report and STEP_FRACTION == 0.25
+    assert "| backbone | VGG-13 (l.177) | ResNet-8" in report
+    assert {c["verdict"] for c in saved["claims"]} == {NOT_AT_SCALE}
+    with pytest.raises(Exception, match="no cpu scale"):
+        resolve("pc-table4", "cpu")

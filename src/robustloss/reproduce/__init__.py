@@ -21,12 +21,13 @@ from robustloss.reproduce.framework import SCALES, Context, Recipe, check_n, che
 from robustloss.reproduce.legacy import LEGACY
 from robustloss.reproduce.mmc import MMC_CENTERS, MMC_TABLE1
 from robustloss.reproduce.pc import PC_FIG2, PC_GAP, PC_MASKING, PC_TABLE1, PC_TABLE2, PC_TABLE3, PC_TABLE5
+from robustloss.reproduce.pc_large import PC_TABLE4
 from robustloss.reproduce.pc_tsne import PC_FIG3
 
 #: ``pc-mnist-table1`` of :mod:`~robustloss.reproduce.legacy` is replaced by ``pc-table1`` (an alias below)
 RECIPES: dict[str, Recipe] = {r.name: r for r in (*(r for r in LEGACY if r.name != "pc-mnist-table1"), MMC_TABLE1,
                                                   MMC_CENTERS, PC_TABLE1, PC_TABLE2, PC_TABLE3,
-                                                  PC_TABLE5, PC_GAP, PC_FIG2, PC_FIG3, PC_MASKING)}
+                                                  PC_TABLE4, PC_TABLE5, PC_GAP, PC_FIG2, PC_FIG3, PC_MASKING)}
 #: old names: alias -> (recipe, the scale it stands for; ``None``: any scale, the recipe's default unless given)
 ALIASES: dict[str, tuple[str, str | None]] = {"cifar10-table1": ("mmc-table1", "paper"),
                                               "pc-mnist-table1": ("pc-table1", None)}

@@ -121,6 +121,12 @@ class PCScale:
     grid_end: float = 0.3
     grid_step: float = 0.01
     grid_n: int = 1000
+    #: the step of the iterative attacks as a fraction of eps (``None``: the fixed ``step``); Table 4 states no step
+    step_fraction: float | None = None
+
+    def step_at(self, eps: float) -> float:
+        """The step size of BIM / PGD / MIM at ``eps``."""
+        return self.step if self.step_fraction is None else self.step_fraction * eps
 
     def config(self, variant: str) -> TrainConfig:
         objective, options, relu, at = VARIANTS[variant]
@@ -163,15 +169,16 @@ def paper_suite(s: PCScale) -> dict[str, AttackSpec]:
 def attacks_at(s: PCScale, eps: float) -> dict[str, AttackSpec]:
     """The paper's four L-inf attacks at ``eps`` (keys: the paper's columns, e.g. ``"PGD 0.1"``)."""
     e = f"{eps:g}"
+    step = s.step_at(eps)
     return {
         f"PGD {e}": AttackSpec(f"PGD {e}{s.reduced(40, s.pgd_steps)}", "pgd",
-                               {"eps": eps, "steps": s.pgd_steps, "step_size": s.step, "random_start": True,
+                               {"eps": eps, "steps": s.pgd_steps, "step_size": step, "random_start": True,
                                 "loss": "ce"}),
         f"FGSM {e}": AttackSpec(f"FGSM {e}", "fgsm", {"eps": eps, "loss": "ce"}),
         f"BIM {e}": AttackSpec(f"BIM {e}{s.reduced(10, s.bim_steps)}", "bim",
-                               {"eps": eps, "steps": s.bim_steps, "step_size": s.step, "loss": "ce"}),
+                               {"eps": eps, "steps": s.bim_steps, "step_size": step, "loss": "ce"}),
         f"MIM {e}": AttackSpec(f"MIM {e}{s.reduced(40, s.pgd_steps)}", "mim",
-                               {"eps": eps, "steps": s.pgd_steps, "step_size": s.step, "loss": "ce"}),
+                               {"eps": eps, "steps": s.pgd_steps, "step_size": step, "loss": "ce"}),
     }
 
 
@@ -180,7 +187,7 @@ def strong_suite(s: PCScale, eps: float) -> list[AttackSpec]:
     (so its accuracy is the paper's column), the paper's other attacks, then attacks a saturated softmax
     cannot mask (logit margin, APGD with DLR, multi-target)."""
     e = f" eps={eps:g}"
-    pgd = {"eps": eps, "steps": s.pgd_steps, "step_size": s.step, "random_start": True}
+    pgd = {"eps": eps, "steps": s.pgd_steps, "step_size": s.step_at(eps), "random_start": True}
     return [
         *(AttackSpec(spec.label + " (paper)", spec.attack, spec.params) for spec in attacks_at(s, eps).values()),
         AttackSpec(f"PGD{s.pgd_steps} margin x{s.margin_restarts} restarts{e}", "pgd",

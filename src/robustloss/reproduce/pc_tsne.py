@@ -205,7 +205,8 @@ def _fig3_run(ctx: Context) -> Outcome:
 
     def ce_rank2(results: dict[str, Any]) -> tuple[bool | None, str]:
         v = _value(results, CE_MAIN, "rank2_share")
-        return v > 0.5, f"{CE_MAIN}: {100 * v:.1f}% of the successful FGSM 0.3 examples are predicted as the rank-2 class"
+        return v > 0.5, (f"{CE_MAIN}: {100 * v:.1f}% of the successful FGSM 0.3 examples are predicted as the "
+                         "rank-2 class")
 
     def ce_cluster(results: dict[str, Any]) -> tuple[bool | None, str]:
         v = _value(results, CE_MAIN, "in_predicted_cluster")
@@ -214,7 +215,8 @@ def _fig3_run(ctx: Context) -> Outcome:
     def purity(results: dict[str, Any]) -> tuple[bool | None, str]:
         a, b = (_value(results, v, "knn_purity_embedding") for v in (PC_MAIN, CE_MAIN))
         fa, fb = (_value(results, v, "knn_purity_features") for v in (PC_MAIN, CE_MAIN))
-        return a > b, f"t-SNE k-NN purity PC {100 * a:.1f}% vs CE {100 * b:.1f}% (features: {100 * fa:.1f}% vs {100 * fb:.1f}%)"
+        return a > b, (f"t-SNE k-NN purity PC {100 * a:.1f}% vs CE {100 * b:.1f}% (features: {100 * fa:.1f}% vs "
+                       f"{100 * fb:.1f}%)")
 
     def centre(results: dict[str, Any]) -> tuple[bool | None, str]:
         r = _value(results, PC_MAIN, "radius_ratio_features")

@@ -408,3 +408,14 @@ def test_pc_table3_paper_scale_runs_other_datasets(tmp_path: Path, monkeypatch: 
     assert _row(report, "KMNIST CE (ours)")[0] == f"{100 * ce['PGD 0.1']:.1f}"
     assert "## Table 3: the other datasets" in report
     assert any(c["claim"].startswith("KMNIST: PC beats CE under PGD 0.1") for c in saved["claims"])
+
+
+@pytest.mark.parametrize("name", ["pc-table4", "pc-table1", "pc-table3", "pc-table5"])
+def test_paper_scale_without_files_refuses_before_writing(tmp_path: Path, name: str) -> None:
+    from robustloss import UserError
+
+    (tmp_path / "data").mkdir()
+    with pytest.raises(UserError, match=r"dataset '(cifar100|kmnist)' not found.*--data-dir"):
+        reproduce(name, tmp_path / "out", scale="paper", runs=tmp_path / "runs", data_dir=str(tmp_path / "data"),
+                  progress=False)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["data"]          # no report folder, no run

@@ -180,8 +180,14 @@ TABLE_DATASETS = {"P4": ("KMNIST", "FMNIST", "CIFAR-10", "SVHN"), "P6": ("KMNIST
 
 
 def other_datasets(ctx: Context, experiment: str) -> dict[str, PCScale]:
-    """The datasets beyond MNIST that ``experiment`` runs at this scale (``paper`` only), by the paper's prefix."""
-    return {p: PAPER_DATASETS[p] for p in TABLE_DATASETS[experiment]} if ctx.scale == "paper" else {}
+    """The datasets beyond MNIST that ``experiment`` runs at this scale (``paper`` only), by the paper's prefix.
+
+    Each one's test split is loaded once here, so missing files are a :class:`UserError` before any training.
+    """
+    out = {p: PAPER_DATASETS[p] for p in TABLE_DATASETS[experiment]} if ctx.scale == "paper" else {}
+    for s in out.values():
+        datasets.load(s.dataset, "test", ctx.data_dir)
+    return out
 
 
 def _backbone(s: PCScale) -> str:
@@ -395,6 +401,7 @@ def _variant(form: str, relu: bool) -> str:
 def _t1_run(ctx: Context) -> Outcome:
     s = PC_SCALES[ctx.scale]
     n = ctx.n_eval(s.n)
+    extra = other_datasets(ctx, "P4")
     plt = pyplot()
     models = train_and_evaluate(ctx, s, s.variants, n)
     diags = {}
@@ -467,7 +474,7 @@ def _t1_run(ctx: Context) -> Outcome:
                     "drop is what that attack adds).\n\n" + markdown_table(["model", *first], bd_rows))
 
     others = {prefix: {"eps": list(s2.eps), "models": main_pair(train_and_evaluate(ctx, s2, (CE_MAIN, PC_MAIN), n))}
-              for prefix, s2 in other_datasets(ctx, "P4").items()}
+              for prefix, s2 in extra.items()}
     if others:
         results["other_datasets"] = others
         sections.append(other_datasets_section("Table 1", "P4", others, {"CE": "CE", "PC": "PC"}, n))
@@ -1089,6 +1096,7 @@ def black_box(ctx: Context, s: PCScale, n: int) -> tuple[dict[str, dict[str, Any
 def _table3_run(ctx: Context) -> Outcome:
     s = PC_SCALES[ctx.scale]
     n = ctx.n_eval(s.n)
+    extra = other_datasets(ctx, "P6")
     models, substitute, sub_clean, suite = black_box(ctx, s, n)
     paper = PC_PAPER.table("P6")
     cols_p = list(paper["PC"])
@@ -1136,7 +1144,7 @@ def _table3_run(ctx: Context) -> Outcome:
     results: dict[str, Any] = {"n": n, "models": models, "substitute": str(substitute), "substitute_clean": sub_clean,
                                "paper_numbers": paper}
     others: dict[str, Any] = {}
-    for prefix, s2 in other_datasets(ctx, "P6").items():
+    for prefix, s2 in extra.items():
         models2, sub2, clean2, _ = black_box(ctx, s2, n)
         others[prefix] = {"eps": list(s2.eps), "models": main_pair(models2), "substitute": str(sub2),
                           "substitute_clean": clean2}
@@ -1164,6 +1172,7 @@ def with_at(ctx: Context, s: PCScale, n: int) -> dict[str, dict[str, Any]]:
 def _table5_run(ctx: Context) -> Outcome:
     s = PC_SCALES[ctx.scale]
     n = ctx.n_eval(s.n)
+    extra = other_datasets(ctx, "P9")
     models = with_at(ctx, s, n)
     paper = PC_PAPER.table("P9")
     cols = [*paper["PC+AT"], "clean", "strongest 0.3"]
@@ -1192,7 +1201,7 @@ def _table5_run(ctx: Context) -> Outcome:
     results: dict[str, Any] = {"n": n, "models": models, "paper_numbers": paper}
     others = {prefix: {"eps": [0.3], "models": {"CE+AT": m["CE+AT"], "GCE+AT": m["GCE+AT"], "PC+AT": m["PC+AT"],
                                                 "PC": m[PC_MAIN]}}
-              for prefix, m in ((p, with_at(ctx, s2, n)) for p, s2 in other_datasets(ctx, "P9").items())}
+              for prefix, m in ((p, with_at(ctx, s2, n)) for p, s2 in extra.items())}
     deviations = _common_deviations(ctx, s, n)
     if others:
         results["other_datasets"] = others

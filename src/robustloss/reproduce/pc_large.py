@@ -14,6 +14,7 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
+from robustloss import datasets
 from robustloss.evaluation.report import markdown_table
 from robustloss.evaluation.suite import AttackSpec
 from robustloss.reproduce.framework import Claim, Context, Outcome, Recipe, pct, pyplot, robustness_panels
@@ -51,6 +52,7 @@ def _column(attack: str, eps: float) -> str:
 def _table4_run(ctx: Context) -> Outcome:
     s, resnet = TABLE4_SCALES[ctx.scale]
     n = ctx.n_eval(s.n)
+    datasets.load(s.dataset, "test", ctx.data_dir)     # missing files: a UserError before any training
     spsa_eps = max(s.eps)
     suite: dict[str, AttackSpec] = {}
     for eps in s.eps:

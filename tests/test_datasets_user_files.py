@@ -138,3 +138,16 @@ def test_svhn_missing_or_broken_files(tmp_path: Path) -> None:
     (tmp_path / "test_32x32.mat").write_bytes(b"not a mat file at all" * 10)
     with pytest.raises(UserError, match="cannot read SVHN file"):
         datasets.load("svhn", "test", tmp_path)
+
+
+@pytest.mark.parametrize("name", ["kmnist", "fashion-mnist", "svhn"])
+def test_cli_missing_files_one_line_exit_2_nothing_created(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                           name: str) -> None:
+    from conftest import run_cli
+
+    (tmp_path / "data").mkdir()
+    code, _, err = run_cli(capsys, "train", "--dataset", name, "--data-dir", str(tmp_path / "data"), "--epochs", "1",
+                           "--no-progress", "--device", "cpu", "--out", str(tmp_path / "run"))
+    assert code == 2 and err.count("\n") == 1 and err.startswith("robustloss: error: dataset")
+    assert "--data-dir" in err and ("t10k-images-idx3-ubyte" in err or "test_32x32.mat" in err)
+    assert not (tmp_path / "run").exists() and list((tmp_path / "data").iterdir()) == []

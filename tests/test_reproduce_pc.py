@@ -68,7 +68,8 @@ def test_pc_table1_smoke(tmp_path: Path) -> None:
     assert pc_row[-2] == f"{gain:+.1f}" and _row(report, CE_MAIN)[-1] == "-"
     assert "## Does the PC gain reproduce?" in report and report.count("is a PC model at least 10 points") == 2
     assert "Which choice moves PGD 0.1: the loss form" in report
-    assert "no KMNIST, Fashion-MNIST or SVHN loader" in report
+    assert "runs KMNIST, Fashion-MNIST, CIFAR-10 and SVHN from your files" in report
+    assert "other_datasets" not in saved["results"]         # below the paper scale: the paper's numbers only
     assert {c["verdict"] for c in saved["claims"]} == {NOT_AT_SCALE}     # untrained smoke models
     # the old name is an alias at any scale, and reuses the cached runs and evaluations
     runs = tmp_path / "results" / "runs"
@@ -293,3 +294,128 @@ def test_fig3_needs_scikit_learn(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "sklearn.manifold", None)     # import fails as if not installed
     with pytest.raises(UserError, match=r"pip install 'robustloss\[extras\]'"):
         tsne_2d(np.zeros((10, 3)))
+
+
+# ---------------------------------------------------------------------------------------------- pc-table4 (P8)
+def test_pc_table4_smoke(tmp_path: Path) -> None:
+    from robustloss.reproduce.pc_large import STEP_FRACTION, TABLE4_MODELS, TABLE4_SCALES
+
+    out = tmp_path / "results" / "pc-table4"
+    reproduce("pc-table4", out, scale="smoke", progress=False)
+    report, saved = _outputs(out, "pc-table4")
+    s, _ = TABLE4_SCALES["smoke"]
+    models = saved["results"]["models"]
+    assert set(models) == set(TABLE4_MODELS) and saved["results"]["n"] == s.n
+    paper = PC_PAPER.table("P8")
+    cols = list(paper["CIFAR-100 PC"])
+    assert cols == ["clean", "PGD 0.005", "PGD 0.010", "PGD 0.015", "MIM 0.005", "MIM 0.010", "MIM 0.015",
+                    "SPSA 0.015"]
+    # the paper's rows verbatim (both datasets) beside ours
+    assert _row(report, "CIFAR-100 PC (paper)")[:8] == [paper["CIFAR-100 PC"][c] for c in cols]
+    assert _row(report, "Tiny ImageNet GCE (paper)")[0] == "32.8"
+    for model, info in models.items():
+        c = info["columns"]
+        assert _row(report, f"{model} (ours, synthetic)")[:8] == [f"{100 * c[k]:.1f}" for k in cols]
+        assert info["config"]["model"] == "resnet" and info["config"]["model_options"]["n"] == 1
+        for eps in s.eps:
+            # the worst case includes the paper's PGD and MIM at this eps (one point of float slack, as Table 1)
+            assert c[f"strongest {eps:.3f}"] <= min(c[f"PGD {eps:.3f}"], c[f"MIM {eps:.3f}"]) + 1 / s.n + 1e-9
+    # 10 iterations of eps / 4 (the step is not stated): the attack settings are stored with the results
+    assert "of eps x 0.25 (not stated)" in report and STEP_FRACTION == 0.25
+    assert "| backbone | VGG-13 (l.177) | ResNet-8" in report
+    assert {c["verdict"] for c in saved["claims"]} == {NOT_AT_SCALE}
+    with pytest.raises(Exception, match="no cpu scale"):
+        resolve("pc-table4", "cpu")
+
+
+# ------------------------------------------------------------------ paper scale: the datasets beyond MNIST
+def test_paper_scale_other_datasets_configs() -> None:
+    from robustloss.reproduce.framework import run_key
+    from robustloss.reproduce.pc import PAPER_DATASETS, TABLE_DATASETS
+
+    assert TABLE_DATASETS["P4"] == TABLE_DATASETS["P6"] == ("KMNIST", "FMNIST", "CIFAR-10", "SVHN")
+    assert TABLE_DATASETS["P9"] == ("KMNIST", "FMNIST")
+    for prefix, dataset in (("KMNIST", "kmnist"), ("FMNIST", "fashion-mnist")):
+        s = PAPER_DATASETS[prefix]
+        cfg = s.config(PC_MAIN)
+        assert (cfg.dataset, cfg.model, cfg.epochs, cfg.objective_options["warmup_epochs"]) == (dataset, "lenet5", 100,
+                                                                                                50)
+        assert s.eps == (0.1, 0.2, 0.3) and s.substitute().model == "cnn3"
+    for prefix, dataset in (("CIFAR-10", "cifar10"), ("SVHN", "svhn")):
+        s = PAPER_DATASETS[prefix]
+        ce, pc, sub = s.config(CE_MAIN), s.config(PC_MAIN), s.substitute()
+        assert (ce.dataset, ce.model, ce.model_options["n"], ce.epochs) == (dataset, "resnet", 9, 300)   # T = 150
+        assert pc.objective_options["warmup_epochs"] == 150 and s.eps == (0.04, 0.12, 0.2)
+        # the substitute is a ResNet-56 too (the paper's, l.228), but not the CE target itself
+        assert sub.model == "resnet" and sub.seed == 1 and run_key(sub) != run_key(ce)
+        # the colour eps columns are the paper's
+        assert set(strong_suite(s, 0.04)[0].params) >= {"eps"} and f"PGD {s.eps[0]:g}" in PC_PAPER.table("P4")[
+            f"{prefix} PC"]
+
+
+def test_other_datasets_section_and_claims() -> None:
+    from robustloss.reproduce.pc import other_dataset_claims, other_datasets_section
+
+    paper = PC_PAPER.table("P4")
+    cols = {c: 0.5 for c in paper["KMNIST PC"]}
+    res = {"KMNIST": {"eps": [0.1, 0.2, 0.3], "models": {
+        "CE": {"columns": {**cols, "PGD 0.1": 0.25, "strongest 0.1": 0.125}},
+        "PC": {"columns": {**cols, "PGD 0.1": 0.75}}}}}
+    text = other_datasets_section("Table 1", "P4", res, {"CE": "CE", "PC": "PC"}, 100)
+    assert _row(text, "KMNIST CE (ours)")[list(cols).index("PGD 0.1")] == "25.0"
+    assert _row(text, "KMNIST CE (ours)")[len(cols)] == "12.5"                    # strongest 0.1
+    assert _row(text, "KMNIST PC (paper)")[:len(cols)] == list(paper["KMNIST PC"].values())
+    assert "first 100 test points" in text
+    claims = other_dataset_claims("P4", "Table 1")
+    assert [c.text for c in claims][:2] == ["KMNIST: PC beats CE under PGD 0.1", "FMNIST: PC beats CE under PGD 0.1"]
+    assert claims[2].text == "CIFAR-10: PC beats CE under PGD 0.04"
+    verdict = claims[0].verdict({"other_datasets": res}, "paper")
+    assert verdict["verdict"] == "yes" and "PC 75.0 vs CE 25.0" in verdict["evidence"] and "62.4 vs 31.3" in \
+        verdict["evidence"]
+    assert claims[1].verdict({"other_datasets": res}, "paper")["verdict"] == NOT_AT_SCALE     # FMNIST not run
+    assert claims[0].verdict({}, "cpu")["verdict"] == NOT_AT_SCALE
+
+
+def test_pc_table3_paper_scale_runs_other_datasets(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The paper scale's extra-dataset path end to end, on tiny fake KMNIST files and tiny settings."""
+    import dataclasses
+
+    import numpy as np
+
+    from robustloss import datasets
+    from robustloss.reproduce import pc
+
+    data = tmp_path / "data" / "kmnist"
+    data.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for part, n in (("train", 96), ("test", 16)):
+        np.savez(data / f"kmnist-{part}-imgs.npz", rng.integers(0, 256, (n, 28, 28), dtype=np.uint8))
+        np.savez(data / f"kmnist-{part}-labels.npz", rng.integers(0, 10, n).astype(np.uint8))
+    monkeypatch.setitem(datasets.VAL_SIZE, "kmnist", 16)
+    smoke = PC_SCALES["smoke"]
+    monkeypatch.setitem(pc.PC_SCALES, "paper", dataclasses.replace(smoke, n=8))
+    monkeypatch.setitem(pc.PAPER_DATASETS, "KMNIST", dataclasses.replace(smoke, dataset="kmnist", n=8,
+                                                                          train_limit=None))
+    monkeypatch.setitem(pc.TABLE_DATASETS, "P6", ("KMNIST",))
+    out = tmp_path / "results" / "pc-table3"
+    saved = reproduce("pc-table3", out, scale="paper", progress=False, data_dir=str(tmp_path / "data"), n_eval=8)
+    report = (out / "report.md").read_text()
+    other = saved["results"]["other_datasets"]["KMNIST"]
+    assert set(other["models"]) == {"CE", "PC"} and 0.0 <= other["substitute_clean"] <= 1.0
+    paper = PC_PAPER.table("P6")
+    assert _row(report, "KMNIST PC (paper)")[:len(paper["KMNIST PC"])] == list(paper["KMNIST PC"].values())
+    ce = other["models"]["CE"]["columns"]
+    assert _row(report, "KMNIST CE (ours)")[0] == f"{100 * ce['PGD 0.1']:.1f}"
+    assert "## Table 3: the other datasets" in report
+    assert any(c["claim"].startswith("KMNIST: PC beats CE under PGD 0.1") for c in saved["claims"])
+
+
+@pytest.mark.parametrize("name", ["pc-table4", "pc-table1", "pc-table3", "pc-table5"])
+def test_paper_scale_without_files_refuses_before_writing(tmp_path: Path, name: str) -> None:
+    from robustloss import UserError
+
+    (tmp_path / "data").mkdir()
+    with pytest.raises(UserError, match=r"dataset '(cifar100|kmnist)' not found.*--data-dir"):
+        reproduce(name, tmp_path / "out", scale="paper", runs=tmp_path / "runs", data_dir=str(tmp_path / "data"),
+                  progress=False)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["data"]          # no report folder, no run

@@ -25,6 +25,7 @@ from robustloss.reproduce.mmc import MMC_CENTERS, MMC_TABLE1
 from robustloss.reproduce.mmc_figures import MMC_FIG3A, MMC_FIG3B, MMC_FIG4
 from robustloss.reproduce.mmc_tables import MMC_TABLE2, MMC_TABLE3, MMC_TABLE4, MMC_TABLE5
 from robustloss.reproduce.pc import PC_FIG2, PC_GAP, PC_MASKING, PC_TABLE1, PC_TABLE2, PC_TABLE3, PC_TABLE5
+from robustloss.reproduce.pc_large import PC_TABLE4
 from robustloss.reproduce.pc_tsne import PC_FIG3
 from robustloss.reproduce.reproducibility_report import RR_RECIPES
 
@@ -36,6 +37,7 @@ RECIPES: dict[str, Recipe] = {r.name: r for r in (*(r for r in LEGACY if r.name 
                                                   *RR_RECIPES,
                                                   *ISCE_RECIPES,
                                                   PC_FIG3,
+                                                  PC_TABLE4,
                                                   )}
 #: old names: alias -> (recipe, the scale it stands for; ``None``: any scale, the recipe's default unless given)
 ALIASES: dict[str, tuple[str, str | None]] = {"cifar10-table1": ("mmc-table1", "paper"),

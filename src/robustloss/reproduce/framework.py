@@ -331,8 +331,7 @@ def run_recipe(recipe: Recipe, ctx: Context) -> dict[str, Any]:
     if ctx.scale not in recipe.plans:
         raise unknown_choice(f"scale of recipe {recipe.name}", ctx.scale, recipe.scales)
     start = time.perf_counter()
-    ctx.out_dir.mkdir(parents=True, exist_ok=True)
-    outcome = recipe.run(ctx)
+    outcome = recipe.run(ctx)   # the output folder is made by its first file (atomic_write): a refused run leaves none
     wall = time.perf_counter() - start
     verdicts = [claim.verdict(outcome.results, ctx.scale) for claim in outcome.claims]
     command = f"robustloss reproduce {recipe.name} --scale {ctx.scale}"

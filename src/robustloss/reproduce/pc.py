@@ -12,10 +12,10 @@ Scales:
 
 * ``paper``: MNIST, the paper's recipe (l.177): LeNet-5, Adam, lr 0.01, batch
   256, CE warm-up T = 50 epochs then PC for 50 (CE: 100), all 10,000 test
-  images.  KMNIST, Fashion-MNIST and SVHN have no loader in
-  :mod:`robustloss.datasets`, and CIFAR-10 needs the paper's VGG-13, which
-  :mod:`robustloss.models` does not have: those columns are shown as the
-  paper's numbers only.
+  images; plus (:data:`PAPER_DATASETS`) KMNIST and Fashion-MNIST with LeNet-5
+  and T = 50, CIFAR-10 and SVHN with T = 150 on ResNet-56 - our stand-in for
+  the paper's VGG-13, which :mod:`robustloss.models` does not have - all from
+  the user's files (``--data-dir``), in Tables 1 and 3 (Table 5: K/FMNIST).
 * ``cpu``: the same recipe with T = 8 (16 epochs per model; measured 9-22 s per
   LeNet-5 epoch on this loaded 2-core machine with one thread), 500 test images.
 * ``smoke``: the 16x16 synthetic set, 512 training images, T = 1, 32 test
@@ -25,7 +25,7 @@ Scales:
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -73,18 +73,20 @@ def fgsm_at() -> AdversarialConfig:
 
 
 def pc_config(objective: str, options: dict[str, Any], feature_relu: bool, t: int, *, at: bool = False,
-              dataset: str = "mnist", train_limit: int | None = None, model: str = "lenet5") -> TrainConfig:
+              dataset: str = "mnist", train_limit: int | None = None, model: str = "lenet5",
+              model_options: dict[str, Any] | None = None) -> TrainConfig:
     """The PC paper's recipe (l.177): LeNet-5, Adam, lr 0.01, batch 256, no weight decay (none is stated).
 
     PC warms up with CE for ``t`` epochs, then trains with PC + logit constraint (Eqs. 6, 16) for ``t``
     more; the CE baseline trains ``2 t`` epochs (the paper: T = 50 for K/F/MNIST).  ``at``: FGSM adversarial
-    training (:func:`fgsm_at`) in every epoch.  ``model="cnn3"``: the black-box substitute (Table 3).
+    training (:func:`fgsm_at`) in every epoch.  ``model="cnn3"``: the black-box substitute (Table 3);
+    ``model="resnet"`` with ``model_options``: the stand-in for the paper's VGG-13 on colour datasets.
     """
     opts = dict(options)
     if objective == "pc":
         opts["warmup_epochs"] = t
-    model_options = {"feature_relu": feature_relu} if model == "lenet5" else {}
-    return TrainConfig(dataset=dataset, model=model, model_options=model_options,
+    backbone = {"feature_relu": feature_relu} if model == "lenet5" else dict(model_options or {})
+    return TrainConfig(dataset=dataset, model=model, model_options=backbone,
                        objective=objective, objective_options=opts, epochs=2 * t, batch_size=256,
                        optimizer="adam", lr=0.01, weight_decay=0.0, seed=0, train_limit=train_limit,
                        adversarial=fgsm_at() if at else None)
@@ -121,13 +123,29 @@ class PCScale:
     grid_end: float = 0.3
     grid_step: float = 0.01
     grid_n: int = 1000
+    #: the step of the iterative attacks as a fraction of eps (``None``: the fixed ``step``); Table 4 states no step
+    step_fraction: float | None = None
+    #: the backbone (``lenet5``: LeNet-5 with or without the variant's feature ReLU; ``resnet``: the stand-in for
+    #: the paper's VGG-13 on colour datasets, with ``model_options``) and the seed of Table 3's substitute
+    model: str = "lenet5"
+    model_options: tuple[tuple[str, Any], ...] = ()
+
+    def step_at(self, eps: float) -> float:
+        """The step size of BIM / PGD / MIM at ``eps``."""
+        return self.step if self.step_fraction is None else self.step_fraction * eps
 
     def config(self, variant: str) -> TrainConfig:
         objective, options, relu, at = VARIANTS[variant]
-        return pc_config(objective, options, relu, self.t, at=at, dataset=self.dataset, train_limit=self.train_limit)
+        return pc_config(objective, options, relu, self.t, at=at, dataset=self.dataset, train_limit=self.train_limit,
+                         model=self.model, model_options=dict(self.model_options))
 
     def substitute(self) -> TrainConfig:
-        """Table 3's substitute: a 3-layer CNN trained with CE on the same data (the recipe is not stated: ours)."""
+        """Table 3's substitute: a 3-layer CNN trained with CE on the same data (the recipe is not stated: ours);
+        on colour datasets the paper's ResNet-56 (l.228), here with seed 1 (our targets are ResNet-56s too)."""
+        if self.model == "resnet":
+            config = pc_config("sce", {}, False, self.t, dataset=self.dataset, train_limit=self.train_limit,
+                               model="resnet", model_options=dict(self.model_options))
+            return replace(config, seed=1)
         return pc_config("sce", {}, False, self.t, dataset=self.dataset, train_limit=self.train_limit, model="cnn3")
 
     def spsa(self, eps: float) -> AttackSpec:
@@ -146,6 +164,80 @@ PC_SCALES: dict[str, PCScale] = {
     "cpu": PCScale("mnist", 8, 500),
     "paper": PCScale("mnist", 50, 10_000, diag_n=500, grid_n=10_000, cw1000_n=10_000),
 }
+_RESNET56 = (("n", 9),)
+#: the other datasets of the paper scale (the paper's row prefix -> scale), from the user's files (--data-dir):
+#: K/FMNIST with LeNet-5 and T = 50, CIFAR-10 and SVHN with T = 150 and the colour budgets 0.04/0.12/0.2 (l.177,
+#: Table 1) on ResNet-56, our stand-in for the paper's VGG-13
+PAPER_DATASETS: dict[str, PCScale] = {
+    "KMNIST": PCScale("kmnist", 50, 10_000),
+    "FMNIST": PCScale("fashion-mnist", 50, 10_000),
+    "CIFAR-10": PCScale("cifar10", 150, 10_000, eps=(0.04, 0.12, 0.2), model="resnet", model_options=_RESNET56),
+    "SVHN": PCScale("svhn", 150, 10_000, eps=(0.04, 0.12, 0.2), model="resnet", model_options=_RESNET56),
+}
+#: which of them each table has (Table 5's CIFAR-10 uses PGD-5 AT with eps in [0, 0.1], which our AT cannot draw)
+TABLE_DATASETS = {"P4": ("KMNIST", "FMNIST", "CIFAR-10", "SVHN"), "P6": ("KMNIST", "FMNIST", "CIFAR-10", "SVHN"),
+                  "P9": ("KMNIST", "FMNIST")}
+
+
+def other_datasets(ctx: Context, experiment: str) -> dict[str, PCScale]:
+    """The datasets beyond MNIST that ``experiment`` runs at this scale (``paper`` only), by the paper's prefix.
+
+    Each one's test split is loaded once here, so missing files are a :class:`UserError` before any training.
+    """
+    out = {p: PAPER_DATASETS[p] for p in TABLE_DATASETS[experiment]} if ctx.scale == "paper" else {}
+    for s in out.values():
+        datasets.load(s.dataset, "test", ctx.data_dir)
+    return out
+
+
+def _backbone(s: PCScale) -> str:
+    return "LeNet-5" if s.model == "lenet5" else f"ResNet-{6 * dict(s.model_options)['n'] + 2}"
+
+
+def main_pair(models: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """``{"CE": ..., "PC": ...}`` from the CE and PC (paper's recipe) rows of :func:`train_and_evaluate` (on the
+    other datasets the feature-ReLU variant names do not apply: ResNet-56 has no such choice)."""
+    return {"CE": models[CE_MAIN], "PC": models[PC_MAIN]}
+
+
+def other_dataset_claims(experiment: str, table: str, better: str = "PC", worse: str = "CE",
+                         attack: str = "PGD", eps: float | None = None) -> list[Claim]:
+    """One claim per dataset beyond MNIST: ``better`` beats ``worse`` under ``attack`` at ``eps`` (default: the
+    dataset's smallest), decided from ``results["other_datasets"]``, so "not at this scale" below the paper scale."""
+    paper = PC_PAPER.table(experiment)
+    claims = []
+    for prefix in TABLE_DATASETS[experiment]:
+        column = f"{attack} {PAPER_DATASETS[prefix].eps[0] if eps is None else eps:g}"
+        note = (f"the paper: {paper[DATASET_PREFIX[prefix] + better][column]} vs "
+                f"{paper[DATASET_PREFIX[prefix] + worse][column]}")
+
+        def check(results: dict[str, Any], prefix: str = prefix, column: str = column,
+                  note: str = note) -> tuple[bool | None, str]:
+            models = results["other_datasets"][prefix]["models"]
+            a, b = (100 * float(models[m]["columns"][column]) for m in (better, worse))
+            return a > b, f"{prefix} {column}: {better} {a:.1f} vs {worse} {b:.1f} ({note})"
+        claims.append(Claim(f"{prefix}: {better} beats {worse} under {column}", table, check))
+    return claims
+
+
+def other_datasets_section(title: str, experiment: str, results: dict[str, dict[str, Any]],
+                           paper_rows: dict[str, str], n: int, note: str = "") -> str:
+    """Our rows beside the paper's for each dataset beyond MNIST (``results[prefix]``: ``{"eps", "models"}``, each
+    model's ``"columns"``) and the strongest ensemble's column at each eps; ``paper_rows`` maps our model to the
+    paper's row name without the dataset prefix."""
+    paper = PC_PAPER.table(experiment)
+    parts = [f"## {title}: the other datasets, accuracy (%)\n\nFrom your files (`--data-dir`), the first {n} test "
+             "points of each. Backbones: LeNet-5 (K/FMNIST) and ResNet-56 in place of the paper's VGG-13 (CIFAR-10, "
+             f"SVHN; listed in the deviations); the colour datasets use the paper's eps 0.04/0.12/0.2.{note}\n"]
+    for prefix, res in results.items():
+        first_row = f"{DATASET_PREFIX[prefix]}{next(iter(paper_rows.values()))}"
+        cols = [*paper[first_row], *(f"strongest {e:g}" for e in res["eps"])]
+        rows = [[f"{prefix} {m} (ours)", *(pct(info["columns"].get(c)) for c in cols)]
+                for m, info in res["models"].items()]
+        rows += [[f"{prefix} {row} (paper)", *(paper[f"{DATASET_PREFIX[prefix]}{row}"].get(c, "-") for c in cols)]
+                 for row in dict.fromkeys(paper_rows.values())]
+        parts.append(f"### {prefix}\n\n" + markdown_table(["model", *cols], rows))
+    return "\n".join(parts)
 
 
 def paper_suite(s: PCScale) -> dict[str, AttackSpec]:
@@ -163,15 +255,16 @@ def paper_suite(s: PCScale) -> dict[str, AttackSpec]:
 def attacks_at(s: PCScale, eps: float) -> dict[str, AttackSpec]:
     """The paper's four L-inf attacks at ``eps`` (keys: the paper's columns, e.g. ``"PGD 0.1"``)."""
     e = f"{eps:g}"
+    step = s.step_at(eps)
     return {
         f"PGD {e}": AttackSpec(f"PGD {e}{s.reduced(40, s.pgd_steps)}", "pgd",
-                               {"eps": eps, "steps": s.pgd_steps, "step_size": s.step, "random_start": True,
+                               {"eps": eps, "steps": s.pgd_steps, "step_size": step, "random_start": True,
                                 "loss": "ce"}),
         f"FGSM {e}": AttackSpec(f"FGSM {e}", "fgsm", {"eps": eps, "loss": "ce"}),
         f"BIM {e}": AttackSpec(f"BIM {e}{s.reduced(10, s.bim_steps)}", "bim",
-                               {"eps": eps, "steps": s.bim_steps, "step_size": s.step, "loss": "ce"}),
+                               {"eps": eps, "steps": s.bim_steps, "step_size": step, "loss": "ce"}),
         f"MIM {e}": AttackSpec(f"MIM {e}{s.reduced(40, s.pgd_steps)}", "mim",
-                               {"eps": eps, "steps": s.pgd_steps, "step_size": s.step, "loss": "ce"}),
+                               {"eps": eps, "steps": s.pgd_steps, "step_size": step, "loss": "ce"}),
     }
 
 
@@ -180,7 +273,7 @@ def strong_suite(s: PCScale, eps: float) -> list[AttackSpec]:
     (so its accuracy is the paper's column), the paper's other attacks, then attacks a saturated softmax
     cannot mask (logit margin, APGD with DLR, multi-target)."""
     e = f" eps={eps:g}"
-    pgd = {"eps": eps, "steps": s.pgd_steps, "step_size": s.step, "random_start": True}
+    pgd = {"eps": eps, "steps": s.pgd_steps, "step_size": s.step_at(eps), "random_start": True}
     return [
         *(AttackSpec(spec.label + " (paper)", spec.attack, spec.params) for spec in attacks_at(s, eps).values()),
         AttackSpec(f"PGD{s.pgd_steps} margin x{s.margin_restarts} restarts{e}", "pgd",
@@ -308,6 +401,7 @@ def _variant(form: str, relu: bool) -> str:
 def _t1_run(ctx: Context) -> Outcome:
     s = PC_SCALES[ctx.scale]
     n = ctx.n_eval(s.n)
+    extra = other_datasets(ctx, "P4")
     plt = pyplot()
     models = train_and_evaluate(ctx, s, s.variants, n)
     diags = {}
@@ -379,20 +473,26 @@ def _t1_run(ctx: Context) -> Outcome:
                     "the ensemble in order (each runs only on the points every previous attack failed on, so a "
                     "drop is what that attack adds).\n\n" + markdown_table(["model", *first], bd_rows))
 
-    other = []
-    for ds, prefix in DATASET_PREFIX.items():
-        if ds == "MNIST":
-            continue
-        for row in ("CE", "PC"):
-            r = paper[f"{prefix}{row}"]
-            other.append([f"{ds} {'Ours' if row == 'PC' else 'CE'} (paper)", *r.values()])
-    colour_cols = list(paper["CIFAR-10 PC"])
-    sections.append(
-        "## The other datasets of Table 1 (the paper's numbers only)\n\nNot reproduced at any scale: "
-        "`robustloss.datasets` has no KMNIST, Fashion-MNIST or SVHN loader, and CIFAR-10 needs the paper's "
-        "VGG-13, which `robustloss.models` does not have (it has LeNet-5, a 3-layer CNN and ResNet). Columns: "
-        f"gray-scale {', '.join(cols[:3])}, ... ; colour rows use eps 0.04/0.12/0.2 in the same positions "
-        f"({', '.join(colour_cols[1:4])}, ...).\n\n" + markdown_table(["model (paper)", "clean", *cols], other))
+    others = {prefix: {"eps": list(s2.eps), "models": main_pair(train_and_evaluate(ctx, s2, (CE_MAIN, PC_MAIN), n))}
+              for prefix, s2 in extra.items()}
+    if others:
+        results["other_datasets"] = others
+        sections.append(other_datasets_section("Table 1", "P4", others, {"CE": "CE", "PC": "PC"}, n))
+    else:
+        other = []
+        for ds, prefix in DATASET_PREFIX.items():
+            if ds == "MNIST":
+                continue
+            for row in ("CE", "PC"):
+                r = paper[f"{prefix}{row}"]
+                other.append([f"{ds} {'Ours' if row == 'PC' else 'CE'} (paper)", *r.values()])
+        colour_cols = list(paper["CIFAR-10 PC"])
+        sections.append(
+            "## The other datasets of Table 1 (the paper's numbers only)\n\nNot run at this scale: `--scale paper` "
+            "runs KMNIST, Fashion-MNIST, CIFAR-10 and SVHN from your files (`--data-dir`; CIFAR-10 and SVHN on "
+            "ResNet-56 in place of the paper's VGG-13, which `robustloss.models` does not have). Columns: "
+            f"gray-scale {', '.join(cols[:3])}, ... ; colour rows use eps 0.04/0.12/0.2 in the same positions "
+            f"({', '.join(colour_cols[1:4])}, ...).\n\n" + markdown_table(["model (paper)", "clean", *cols], other))
 
     colours = plt.get_cmap("tab10")
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), sharey=True)
@@ -423,9 +523,10 @@ def _t1_run(ctx: Context) -> Outcome:
     ctx.figure(fig, "ablation")
 
     cfg = s.config(PC_MAIN)
-    deviations = [("datasets", "MNIST, KMNIST, FMNIST (LeNet-5); CIFAR-10, SVHN (VGG-13)",
-                   "MNIST only (no loaders for KMNIST/FMNIST/SVHN, no VGG-13)"
-                   if ctx.scale != "smoke" else f"synthetic 16x16 blobs, {cfg.train_limit} training images"),
+    datasets_here = ("all five from your files; CIFAR-10 and SVHN on ResNet-56 (no VGG-13 in robustloss.models)"
+                     if others else "MNIST only (the others run at --scale paper)" if ctx.scale != "smoke"
+                     else f"synthetic 16x16 blobs, {cfg.train_limit} training images")
+    deviations = [("datasets", "MNIST, KMNIST, FMNIST (LeNet-5); CIFAR-10, SVHN (VGG-13)", datasets_here),
                   ("test points", "not stated", f"the first {n}"),
                   ("models", "CE and PC", "CE and PC on two backbones, PC in two loss forms (the ablation)"),
                   ("C&W binary search", "not stated", f"{s.cw_search_steps} steps, initial c 0.01")]
@@ -436,7 +537,7 @@ def _t1_run(ctx: Context) -> Outcome:
         deviations.append(("attack steps", "BIM 10, PGD/MIM 40, C&W 100",
                            f"BIM {s.bim_steps}, PGD/MIM {s.pgd_steps}, C&W {s.cw_steps}; APGD {s.apgd_steps}"))
     results["paper_numbers"] = {"P4": paper}
-    return Outcome(sections, results, table1_claims(), deviations, diags)
+    return Outcome(sections, results, table1_claims() + other_dataset_claims("P4", "Table 1"), deviations, diags)
 
 
 PC_TABLE1 = Recipe(
@@ -447,15 +548,18 @@ PC_TABLE1 = Recipe(
            "cpu": "MNIST, LeNet-5, six models (CE / PC paper form / PC authors' form, with and without feature "
                   "ReLU), T = 8 (16 epochs each), 500 test points, the paper's attacks at eps 0.1/0.2/0.3 and the "
                   "strongest ensemble at each eps",
-           "paper": "MNIST with the paper's recipe (T = 50: 100 epochs each), all 10,000 test images; KMNIST, "
-                    "FMNIST, SVHN (no loaders) and CIFAR-10 (no VGG-13) are shown as the paper's numbers only"},
+           "paper": "MNIST with the paper's recipe (T = 50: 100 epochs each), all 10,000 test images; plus CE and "
+                    "PC on KMNIST and Fashion-MNIST (LeNet-5, T = 50) and CIFAR-10 and SVHN (ResNet-56 in place of "
+                    "VGG-13, T = 150) from your files (--data-dir)"},
     times={"smoke": "measured 20-45 s", "cpu": "measured 68 min of CPU work with one thread on the loaded 2-core "
                                                "machine: 37 min of training (166-570 s per model, 8-50 s per epoch) "
                                                "and 31 min of attacks and diagnostics (2-8 min per model; C&W is "
                                                "half of it); 41 min of wall time with training and attacks in "
                                                "parallel",
            "paper": "estimated ~3 h of training on one CPU thread (600 epochs at ~15 s) plus ~5 h of attacks on "
-                    "10,000 points; about 30 min on a GPU"},
+                    "10,000 points for MNIST alone (about 30 min on a GPU); each of KMNIST and Fashion-MNIST (2 models) "
+                    "about a third of that; CIFAR-10 and SVHN (2 x 300 ResNet-56 epochs each): ~4-6 GPU hours each "
+                    "(estimates, not run)"},
     run=_t1_run)
 
 
@@ -956,10 +1060,14 @@ def _table2_run(ctx: Context) -> Outcome:
     return Outcome(sections, {"n": n, "models": models, "paper_numbers": paper}, claims, deviations)
 
 
-def _table3_run(ctx: Context) -> Outcome:
-    s = PC_SCALES[ctx.scale]
-    n = ctx.n_eval(s.n)
-    substitute = ctx.train("substitute (3-layer CNN, CE)", s.substitute())
+def black_box(ctx: Context, s: PCScale, n: int) -> tuple[dict[str, dict[str, Any]], Path, float, dict[str, AttackSpec]]:
+    """Table 3 on one dataset: train (or reuse) CE, PC and the substitute, run transfer PGD/MIM and SPSA 0.3.
+
+    Returns the models (their columns beside the white-box columns of the same attacks), the substitute's run
+    folder, its clean accuracy and the black-box suite.
+    """
+    substitute = ctx.train(f"substitute ({'3-layer CNN' if s.model == 'lenet5' else _backbone(s)}, CE)",
+                           s.substitute())
     white = train_and_evaluate(ctx, s, (CE_MAIN, PC_MAIN), n)
     sub_clean = ctx.evaluate(substitute, [AttackSpec("FGSM 0.1", "fgsm", {"eps": 0.1})], name=f"pc-{ctx.scale}-sub",
                              n=n)["clean_accuracy"]
@@ -979,8 +1087,17 @@ def _table3_run(ctx: Context) -> Outcome:
         for key in suite:
             if key != "SPSA 0.3":
                 cols[f"white-box {key}"] = info["columns"][key]
-        cols["white-box PGD 0.3 (for SPSA)"] = info["columns"]["PGD 0.3"]
+        cols["white-box PGD 0.3 (for SPSA)"] = info["columns"]["PGD 0.3"] if "PGD 0.3" in info["columns"] else None
+        cols.update({f"strongest {e:g}": info["columns"][f"strongest {e:g}"] for e in s.eps})
         models[variant] = {"run": info["run"], "columns": cols}
+    return models, substitute, sub_clean, suite
+
+
+def _table3_run(ctx: Context) -> Outcome:
+    s = PC_SCALES[ctx.scale]
+    n = ctx.n_eval(s.n)
+    extra = other_datasets(ctx, "P6")
+    models, substitute, sub_clean, suite = black_box(ctx, s, n)
     paper = PC_PAPER.table("P6")
     cols_p = list(paper["PC"])
     sections = [f"## Table 3 (MNIST): black-box accuracy (%)\n\nTransfer PGD/MIM-{s.pgd_steps} (step {s.step:g}, "
@@ -1024,19 +1141,39 @@ def _table3_run(ctx: Context) -> Outcome:
          f"robustloss's cnn3, CE, the PC paper's recipe for {2 * s.t} epochs"),
         ("SPSA", "lr 0.01, delta 0.01; iterations and batch not stated", f"{s.spsa_steps} steps, {s.spsa_samples} "
                                                                          "samples")]
-    return Outcome(sections, {"n": n, "models": models, "substitute": str(substitute),
-                              "substitute_clean": sub_clean, "paper_numbers": paper}, claims, deviations)
+    results: dict[str, Any] = {"n": n, "models": models, "substitute": str(substitute), "substitute_clean": sub_clean,
+                               "paper_numbers": paper}
+    others: dict[str, Any] = {}
+    for prefix, s2 in extra.items():
+        models2, sub2, clean2, _ = black_box(ctx, s2, n)
+        others[prefix] = {"eps": list(s2.eps), "models": main_pair(models2), "substitute": str(sub2),
+                          "substitute_clean": clean2}
+    if others:
+        results["other_datasets"] = others
+        sections.append(other_datasets_section(
+            "Table 3", "P6", others, {"CE": "CE", "PC": "PC"}, n,
+            " Transfer from a 3-layer CNN (K/FMNIST) or from a ResNet-56 trained with another seed (CIFAR-10, SVHN; "
+            "the paper: ResNet-56 against VGG-13); the *strongest* columns are white-box."))
+        deviations.append(("colour datasets", "VGG-13 targets, ResNet-56 substitute (l.228)",
+                           "ResNet-56 targets (no VGG-13), a ResNet-56 substitute trained with seed 1"))
+    return Outcome(sections, results, claims + other_dataset_claims("P6", "Table 3"), deviations)
+
+
+def with_at(ctx: Context, s: PCScale, n: int) -> dict[str, dict[str, Any]]:
+    """Table 5 on one dataset: CE+AT, GCE+AT, PC+AT and PC with the paper's attacks, SPSA 0.3 and the ensemble."""
+    models = train_and_evaluate(ctx, s, ("CE+AT", "GCE+AT", "PC+AT", PC_MAIN), n)
+    spsa = s.spsa(0.3)
+    for info in models.values():
+        res = ctx.evaluate(Path(info["run"]), [spsa], name=f"pc-{ctx.scale}-spsa", n=n)
+        info["columns"]["SPSA 0.3"] = res["attacks"][0]["robust_accuracy"]
+    return models
 
 
 def _table5_run(ctx: Context) -> Outcome:
     s = PC_SCALES[ctx.scale]
     n = ctx.n_eval(s.n)
-    rows = ("CE+AT", "GCE+AT", "PC+AT", PC_MAIN)
-    models = train_and_evaluate(ctx, s, rows, n)
-    spsa = s.spsa(0.3)
-    for info in models.values():
-        res = ctx.evaluate(Path(info["run"]), [spsa], name=f"pc-{ctx.scale}-spsa", n=n)
-        info["columns"]["SPSA 0.3"] = res["attacks"][0]["robust_accuracy"]
+    extra = other_datasets(ctx, "P9")
+    models = with_at(ctx, s, n)
     paper = PC_PAPER.table("P9")
     cols = [*paper["PC+AT"], "clean", "strongest 0.3"]
     at = fgsm_at()
@@ -1061,8 +1198,19 @@ def _table5_run(ctx: Context) -> Outcome:
                           "the paper, MNIST: 39.7 vs 3.2"),
               _gain_claim("(beyond the paper) PC+AT beats CE+AT under the strongest ensemble at eps 0.3",
                           "our ensemble", "PC+AT", "CE+AT", "strongest 0.3", "no paper number")]
-    return Outcome(sections, {"n": n, "models": models, "paper_numbers": paper}, claims,
-                   _common_deviations(ctx, s, n))
+    results: dict[str, Any] = {"n": n, "models": models, "paper_numbers": paper}
+    others = {prefix: {"eps": [0.3], "models": {"CE+AT": m["CE+AT"], "GCE+AT": m["GCE+AT"], "PC+AT": m["PC+AT"],
+                                                "PC": m[PC_MAIN]}}
+              for prefix, m in ((p, with_at(ctx, s2, n)) for p, s2 in extra.items())}
+    deviations = _common_deviations(ctx, s, n)
+    if others:
+        results["other_datasets"] = others
+        sections.append(other_datasets_section("Table 5", "P9", others, {r: r for r in ("CE+AT", "GCE+AT", "PC+AT",
+                                                                                        "PC")}, n))
+        deviations.append(("CIFAR-10 (Table 5)", "CE+AT and PC+AT with 5-step PGD, eps in [0, 0.1] (l.234)",
+                           "not run: our PGD adversarial training has no eps range (the paper's numbers only)"))
+    claims += other_dataset_claims("P9", "Table 5", "PC+AT", "CE+AT", eps=0.3)
+    return Outcome(sections, results, claims, deviations)
 
 
 PC_TABLE2 = Recipe(
@@ -1082,11 +1230,14 @@ PC_TABLE3 = Recipe(
     ("P6",), PC_PAPER,
     plans={"smoke": "synthetic data, CE / PC and the cnn3 substitute, 2 epochs, 32 test points, 2 SPSA steps",
            "cpu": "MNIST, CE / PC (T = 8) and a cnn3 substitute (16 epochs), 500 test points, SPSA 40 steps x 128",
-           "paper": "MNIST, T = 50, all 10,000 test images"},
+           "paper": "MNIST, T = 50, all 10,000 test images; plus KMNIST and Fashion-MNIST (cnn3 substitute) and "
+                    "CIFAR-10 and SVHN (ResNet-56 targets and a ResNet-56 substitute) from your files (--data-dir)"},
     times={"smoke": "measured ~4-15 s", "cpu": "estimated ~35 min after pc-table1 (the cnn3 substitute: measured 49-95 "
                                                "s per epoch on the loaded machine, ~20 min; transfer ~2 min and SPSA "
                                                "~5 min per model)",
-           "paper": "estimated ~3 h on one CPU thread after pc-table1 --scale paper"},
+           "paper": "estimated ~3 h on one CPU thread after pc-table1 --scale paper for MNIST; the other datasets "
+                    "add one substitute each (CIFAR-10, SVHN: a 300-epoch ResNet-56, ~2-3 GPU hours) and their "
+                    "attacks (estimates, not run)"},
     run=_table3_run)
 
 PC_TABLE5 = Recipe(
@@ -1095,8 +1246,10 @@ PC_TABLE5 = Recipe(
     plans={"smoke": "synthetic data, CE+AT / GCE+AT / PC+AT / PC, 2 epochs, 32 test points",
            "cpu": "MNIST, CE+AT / GCE+AT / PC+AT (T = 8, FGSM-AT every epoch) and PC, 500 test points, the paper's "
                   "attacks, SPSA 0.3 and the strongest ensemble",
-           "paper": "MNIST, T = 50, all 10,000 test images (CIFAR-10 with PGD-5 AT: not run)"},
+           "paper": "MNIST, T = 50, all 10,000 test images; plus KMNIST and Fashion-MNIST from your files "
+                    "(--data-dir); CIFAR-10 with PGD-5 AT: not run"},
     times={"smoke": "measured ~6-20 s", "cpu": "estimated ~70 min (3 AT models x 16 epochs at ~3x a plain epoch: "
                                                "one FGSM gradient plus a doubled batch; ~8 min of attacks each)",
-           "paper": "estimated ~5 h on one CPU thread"},
+           "paper": "estimated ~5 h on one CPU thread for MNIST, as much again for each of KMNIST and "
+                    "Fashion-MNIST (estimates, not run)"},
     run=_table5_run)

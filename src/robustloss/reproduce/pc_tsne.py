@@ -205,7 +205,8 @@ def _fig3_run(ctx: Context) -> Outcome:
 
     def ce_rank2(results: dict[str, Any]) -> tuple[bool | None, str]:
         v = _value(results, CE_MAIN, "rank2_share")
-        return v > 0.5, f"{CE_MAIN}: {100 * v:.1f}% of the successful FGSM 0.3 examples are predicted as the rank-2 class"
+        return v > 0.5, (f"{CE_MAIN}: {100 * v:.1f}% of the successful FGSM 0.3 examples are predicted as the "
+                         "rank-2 class")
 
     def ce_cluster(results: dict[str, Any]) -> tuple[bool | None, str]:
         v = _value(results, CE_MAIN, "in_predicted_cluster")
@@ -214,7 +215,8 @@ def _fig3_run(ctx: Context) -> Outcome:
     def purity(results: dict[str, Any]) -> tuple[bool | None, str]:
         a, b = (_value(results, v, "knn_purity_embedding") for v in (PC_MAIN, CE_MAIN))
         fa, fb = (_value(results, v, "knn_purity_features") for v in (PC_MAIN, CE_MAIN))
-        return a > b, f"t-SNE k-NN purity PC {100 * a:.1f}% vs CE {100 * b:.1f}% (features: {100 * fa:.1f}% vs {100 * fb:.1f}%)"
+        return a > b, (f"t-SNE k-NN purity PC {100 * a:.1f}% vs CE {100 * b:.1f}% (features: {100 * fa:.1f}% vs "
+                       f"{100 * fb:.1f}%)")
 
     def centre(results: dict[str, Any]) -> tuple[bool | None, str]:
         r = _value(results, PC_MAIN, "radius_ratio_features")
@@ -254,8 +256,9 @@ PC_FIG3 = Recipe(
            "cpu": "MNIST, pc-table1's cpu CE and PC models (T = 8, shared run cache), 2,000 test points, FGSM eps 0.3, "
                   "t-SNE of clean + successful adversarial features",
            "paper": "MNIST, pc-table1's paper-scale CE and PC models (T = 50), 5,000 test points"},
-    times={"smoke": "measured ~10 s", "cpu": "about 2 min when pc-table1's CE and PC runs are cached (two t-SNEs of "
-                                             "~2,000-3,500 points on one thread); training them first: ~5-20 min "
-                                             "each on the loaded 2-core machine",
+    times={"smoke": "measured ~10 s", "cpu": "measured 268 s with pc-table1's CE and PC runs cached (two t-SNEs of "
+                                             "3,230 and 3,528 points on one thread, loaded 2-core machine); training "
+                                             "those two runs first: measured 17 min (two processes in parallel, "
+                                             "15-80 s per epoch)",
            "paper": "~10 min after pc-table1 --scale paper (two t-SNEs of ~6,000-8,000 points)"},
     run=_fig3_run)

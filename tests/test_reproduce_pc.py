@@ -376,6 +376,7 @@ def test_other_datasets_section_and_claims() -> None:
     assert claims[0].verdict({}, "cpu")["verdict"] == NOT_AT_SCALE
 
 
+@pytest.mark.slow
 def test_pc_table3_paper_scale_runs_other_datasets(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The paper scale's extra-dataset path end to end, on tiny fake KMNIST files and tiny settings."""
     import dataclasses

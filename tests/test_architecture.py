@@ -18,7 +18,7 @@ LAYERS: list[set[str]] = [
     {"datasets", "centers"},
     {"models"},
     {"objectives"},
-    {"classifier"},
+    {"classifier", "external"},
     {"attacks"},
     {"training", "evaluation"},   # siblings: neither imports the other
     {"runs"},

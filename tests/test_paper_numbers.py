@@ -8,10 +8,12 @@ import pytest
 
 from conftest import shared_file
 from robustloss.reproduce.papers import PaperNumber
+from robustloss.reproduce.papers.isce_paper import ISCE_PAPER, LOST_ROW
 from robustloss.reproduce.papers.mmc_paper import MMC_PAPER
 from robustloss.reproduce.papers.pc_paper import PC_PAPER
+from robustloss.reproduce.papers.reproducibility_report import REPRODUCIBILITY_REPORT
 
-PAPERS = [MMC_PAPER, PC_PAPER]
+PAPERS = [MMC_PAPER, PC_PAPER, REPRODUCIBILITY_REPORT, ISCE_PAPER]
 
 
 def _seed_lines(name: str) -> list[str]:
@@ -48,7 +50,10 @@ def test_each_table_row_reads_in_the_papers_order(paper: object) -> None:
     for (experiment, row, line), nums in rows.items():
         if len(nums) < 2:
             continue
-        cells = [c.strip().replace("<b>", "").replace("</b>", "") for c in lines[line - 1].split("\t")]
+        text = lines[line - 1]
+        # tab-separated table lines; a table flattened into running text (the I-SCE paper's Table 7) by spaces
+        cells = [c.strip().replace("<b>", "").replace("</b>", "") for c in (text.split("\t") if "\t" in text
+                                                                              else text.split())]
         texts = [n.text for n in nums]
         it = iter(cells)
         assert all(any(c == t for c in it) for t in texts), f"{experiment} {row} l.{line}: {texts} vs {cells}"
@@ -65,6 +70,11 @@ def test_numbers_are_unique_and_parse() -> None:
     assert MMC_PAPER.get("M1", "MMC-10", "PGD10 un eps=8/255").value == 36.0
     assert len(MMC_PAPER.table("M1")) == 9 and all(len(r) == 9 for r in MMC_PAPER.table("M1").values())
     assert PC_PAPER.get("P4", "PC", "PGD 0.1").text == "72.3"
+    assert REPRODUCIBILITY_REPORT.get("R3", "RMSProp", "accuracy").value == 99.40
+    assert REPRODUCIBILITY_REPORT.get("R4", "Standard MMC / MNIST", "class 1").value == -1618.7
+    assert REPRODUCIBILITY_REPORT.get("R5", "SCE / CIFAR10", "comparable 2nd and 3rd scores").line == 302
+    assert ISCE_PAPER.get("I9", "I-SCE", "MNIST clean").value == 98.42
+    assert len(ISCE_PAPER.table("I9")["AT"]) == 10 and len(ISCE_PAPER.table("I9")[LOST_ROW]) == 4
 
 
 def test_a_wrong_line_would_be_caught() -> None:

@@ -237,3 +237,59 @@ def test_pc_table_recipes_smoke(tmp_path: Path, name: str) -> None:
     if name == "pc-table2":   # C&W with 10x the iterations of Table 1 can only find more examples
         for info in models.values():
             assert info["columns"]["CW 0.0"] <= info["columns"]["CW 0.0 (Table 1 setting)"] + 0.1
+
+
+# ----------------------------------------------------------------------------------------------- pc-fig3 (P7)
+def test_pc_fig3_smoke_shares_table1_models(tmp_path: Path) -> None:
+    pytest.importorskip("sklearn")
+    from robustloss.reproduce.framework import run_key
+
+    out = tmp_path / "results" / "pc-fig3"
+    reproduce("pc-fig3", out, scale="smoke", progress=False)
+    report, saved = _outputs(out, "pc-fig3")
+    s = PC_SCALES["smoke"]
+    # the same TrainConfigs as pc-table1's CE and PC rows: one shared run-cache entry each
+    runs = tmp_path / "results" / "runs"
+    assert sorted(p.name for p in runs.iterdir()) == sorted(run_key(s.config(v)) for v in (CE_MAIN, PC_MAIN))
+    models = saved["results"]["models"]
+    assert set(models) == {CE_MAIN, PC_MAIN} and saved["figures"] == ["fig3_tsne.png"]
+    for m in models.values():
+        assert m["n"] == 64 and 0 <= m["successful"] <= m["correct"] <= 64
+        assert 0.0 <= m["knn_purity_embedding"] <= 1.0 and 0.0 <= m["knn_purity_features"] <= 1.0
+        assert m["feature_dim"] == 84
+    assert "Table 1 (l.196) gives FGSM eps 0.3 accuracy CE 31.8 and PC 65.0" in report
+    assert len(saved["claims"]) == 5 and {c["verdict"] for c in saved["claims"]} == {NOT_AT_SCALE}
+
+
+def test_fig3_measures() -> None:
+    from robustloss.reproduce.pc_tsne import in_predicted_cluster, knn_purity, radius_ratio
+
+    torch = pytest.importorskip("torch")
+    gen = torch.Generator().manual_seed(0)
+    labels = torch.arange(4).repeat_interleave(20)
+    centres = torch.tensor([[10.0, 0.0], [0.0, 10.0], [-10.0, 0.0], [0.0, -10.0]])
+    apart = centres[labels] + 0.5 * torch.randn(80, 2, generator=gen)
+    assert knn_purity(apart, labels, k=5) == 1.0                   # well-separated clusters
+    mixed = torch.randn(80, 2, generator=gen)
+    assert knn_purity(mixed, labels, k=5) < 0.6                     # one blob: about 1/4 of neighbours agree
+    # adversarial points placed inside cluster 1 and predicted as 1 / as 2
+    adv = centres[1] + 0.1 * torch.randn(6, 2, generator=gen)
+    assert in_predicted_cluster(adv, torch.full((6,), 1), apart, labels, k=5) == 1.0
+    assert in_predicted_cluster(adv, torch.full((6,), 2), apart, labels, k=5) == 0.0
+    assert in_predicted_cluster(adv[:0], torch.zeros(0, dtype=torch.long), apart, labels) is None
+    # points at the centre of the clean features: radius ratio near 0; on the ring: near 1
+    assert radius_ratio(torch.zeros(5, 2), apart) < 0.1
+    assert abs(radius_ratio(centres, apart) - 1.0) < 0.1 and radius_ratio(adv[:0], apart) is None
+
+
+def test_fig3_needs_scikit_learn(monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
+    import numpy as np
+
+    from robustloss import UserError
+    from robustloss.reproduce.pc_tsne import tsne_2d
+
+    monkeypatch.setitem(sys.modules, "sklearn.manifold", None)     # import fails as if not installed
+    with pytest.raises(UserError, match=r"pip install 'robustloss\[extras\]'"):
+        tsne_2d(np.zeros((10, 3)))

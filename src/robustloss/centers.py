@@ -18,6 +18,7 @@ the pairwise cosines.  This is our own extension, not part of the paper.
 
 from __future__ import annotations
 
+import functools
 import math
 
 import torch
@@ -59,6 +60,16 @@ def simplex_centers(num_classes: int, dim: int) -> Tensor:
 
 
 def spread_centers(num_classes: int, dim: int, *, seed: int = 0, steps: int = 3000) -> Tensor:
+    """Unit vectors that (approximately) minimise the largest pairwise inner product (see :func:`_spread`).
+
+    The optimisation takes seconds, so its result is computed once per process and
+    arguments (it is deterministic); every call returns a fresh copy.
+    """
+    return _spread(int(num_classes), int(dim), int(seed), int(steps)).clone()
+
+
+@functools.lru_cache(maxsize=16)
+def _spread(num_classes: int, dim: int, seed: int, steps: int) -> Tensor:
     """Unit vectors that (approximately) minimise the largest pairwise inner product.
 
     Used when ``dim < num_classes - 1``.  Minimises the smooth maximum

@@ -63,6 +63,12 @@ def _add_device(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-progress", action="store_true", help="hide progress bars (they show only on a terminal)")
 
 
+def _add_channels_last(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=None,
+                   help="store the model's weights channels-last (NHWC): faster convolutions on the CPU, same "
+                   "results to float rounding (default: on for convolutional backbones on the CPU, off on CUDA)")
+
+
 def _add_backend(p: argparse.ArgumentParser) -> None:
     p.add_argument("--backend", default="auto", choices=["auto", "gloo", "nccl"],
                    help="torch.distributed backend under torchrun: auto = nccl on CUDA, gloo on the CPU")
@@ -70,10 +76,11 @@ def _add_backend(p: argparse.ArgumentParser) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     from robustloss import datasets
+    from robustloss.device import AMP_CHOICES
     from robustloss.models import MODELS
     from robustloss.objectives import OBJECTIVES
     from robustloss.reproduce import ALIASES, RECIPES, SCALES
-    from robustloss.training.config import AdversarialConfig, TrainConfig
+    from robustloss.training.config import OPTIMIZERS, AdversarialConfig, TrainConfig
 
     d, a = TrainConfig(), AdversarialConfig()
     parser = _Parser(prog="robustloss", description="Training objectives and adaptive attacks for "
@@ -92,7 +99,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--feature-dim", type=int, default=None, help="size of the feature layer z (backbone default)")
     t.add_argument("--epochs", type=int, default=d.epochs)
     t.add_argument("--batch-size", type=int, default=d.batch_size)
-    t.add_argument("--optimizer", default=d.optimizer, help="sgd (momentum) or adam")
+    t.add_argument("--optimizer", default=d.optimizer, choices=OPTIMIZERS,
+                   help="sgd (momentum), adam or rmsprop")
     t.add_argument("--lr", type=float, default=d.lr, help="initial learning rate (the MMC paper, Sec. 4.1)")
     t.add_argument("--momentum", type=float, default=d.momentum)
     t.add_argument("--weight-decay", type=float, default=d.weight_decay)
@@ -103,7 +111,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--augment", action=argparse.BooleanOptionalAction, default=None,
                    help="random shift + flip (default: on for CIFAR, off otherwise)")
     t.add_argument("--train-limit", type=int, default=None, help="use only the first N training images")
-    t.add_argument("--data-dir", type=_path, default=None, help="folder with the CIFAR python files")
+    t.add_argument("--data-dir", type=_path, default=None, help="folder with the dataset files (CIFAR python batches, KMNIST / Fashion-MNIST IDX or .npz, SVHN .mat)")
     t.add_argument("--download", action="store_true", help="download CIFAR with torchvision if installed")
     t.add_argument("--at", choices=None, default=None, metavar="{pgd,fgsm}",
                    help="adversarial training with this attack (uses the objective's adaptive loss)")
@@ -113,6 +121,10 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--at-step-size", type=float, default=a.step_size)
     t.add_argument("--at-untargeted", action="store_true", help="untargeted AT (default: targeted, random targets)")
     t.add_argument("--at-mix", default=a.mix, help="adv (adversarial only) or half (1:1 clean + adversarial)")
+    t.add_argument("--amp", choices=AMP_CHOICES, default=None,
+                   help="mixed precision (torch.autocast) of the forward passes that craft adversarial training "
+                   "examples; losses, training step and evaluation stay fp32 (default: fp32). Needs --at; slower "
+                   "on CPUs without native bf16/fp16 (see BENCHMARKS.md)")
     t.add_argument("--out", type=_path, required=True, help="run folder")
     existing = t.add_mutually_exclusive_group()
     existing.add_argument("--resume", action="store_true", help="continue the run in --out")
@@ -120,13 +132,31 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--sync-bn", action="store_true",
                    help="under torchrun: BatchNorm statistics over the global batch (SyncBatchNorm, for ResNet)")
     _add_device(t)
+    _add_channels_last(t)
     _add_backend(t)
 
-    e = sub.add_parser("evaluate", help="evaluate a run under a suite of attacks", formatter_class=_formatter,
-                       description="Attack the model of RUN_DIR; results go to RUN_DIR/eval/NAME.{json,md}.")
-    e.add_argument("run_dir", type=_path, metavar="RUN_DIR")
+    e = sub.add_parser("evaluate", help="evaluate a run (or any PyTorch model) under a suite of attacks",
+                       formatter_class=_formatter,
+                       description="Attack the model of RUN_DIR (results go to RUN_DIR/eval/NAME.{json,md}), or an "
+                       "external nn.Module with --model module.path:factory --dataset NAME --out DIR (results go to "
+                       "DIR/NAME.{json,md}; its attacks are non-adaptive: no objective is known).")
+    e.add_argument("run_dir", type=_path, metavar="RUN_DIR", nargs="?", default=None,
+                   help="run folder to evaluate (or give --model)")
+    x = e.add_argument_group("any PyTorch model (instead of RUN_DIR)")
+    x.add_argument("--model", dest="external", default=None, metavar="MODULE:FACTORY",
+                   help="an nn.Module (logits out, inputs in [0,1]), or a class/function returning one, importable "
+                   "from PYTHONPATH, e.g. mypkg.nets:resnet18")
+    x.add_argument("--weights", type=_path, default=None, help="state dict for --model (torch.load, weights_only)")
+    x.add_argument("--mean", default=None, help="input normalisation the model expects, per channel, e.g. "
+                   "0.4914,0.4822,0.4465 (applied inside the evaluated model: attacks stay in [0,1])")
+    x.add_argument("--std", default=None, help="per-channel std, with --mean")
+    x.add_argument("--output-key", default=None, help="the logits in a dict/tuple/object output: key, index or "
+                   "attribute name")
+    x.add_argument("--dataset", default=None, help="dataset to evaluate --model on (one of: "
+                   f"{', '.join(datasets.NAMES)})")
+    x.add_argument("--out", type=_path, default=None, help="result folder for --model")
     e.add_argument("--suite", default=None, help="built-in suite name or a JSON file (default: mnist-pgd for "
-                   "MNIST/synthetic runs, cifar-pgd otherwise)")
+                   "gray-scale runs (MNIST, KMNIST, Fashion-MNIST, synthetic), cifar-pgd for CIFAR and SVHN)")
     e.add_argument("--attack", action="append", default=[], metavar="NAME:K=V,...",
                    help="run this attack instead of a suite, e.g. pgd:eps=0.3,steps=40,step_size=0.01")
     e.add_argument("--name", type=_path, default=None, help="name of the result files (default: the suite's name)")
@@ -144,6 +174,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="L-inf eps of the checks, implies --diagnose; None: the suite's largest eps")
     e.add_argument("--data-dir", type=_path, default=None)
     _add_device(e)
+    _add_channels_last(e)
     _add_backend(e)
 
     r = sub.add_parser("reproduce", help="reproduce a paper experiment end to end", formatter_class=_formatter,
@@ -158,9 +189,26 @@ def build_parser() -> argparse.ArgumentParser:
                    help="shared cache of training runs (default: runs/ next to the output folder)")
     r.add_argument("--epochs", type=_int_at_least(1), default=None, help="override the recipe's epochs")
     r.add_argument("--n", type=_int_at_least(1), default=None, help="override the number of test points")
-    r.add_argument("--data-dir", type=_path, default=None, help="folder with the dataset files (CIFAR recipes)")
+    r.add_argument("--data-dir", type=_path, default=None, help="folder with the dataset files (CIFAR / KMNIST / Fashion-MNIST / SVHN at paper scale)")
     r.add_argument("--force", action="store_true", help="retrain and re-evaluate from scratch")
     _add_device(r)
+
+    tr = sub.add_parser("transfer", help="transfer matrix: each run's adversarial examples against every run",
+                        formatter_class=_formatter,
+                        description="Craft untargeted (unless targeted=true) adversarial examples on every run "
+                        "folder (the substitute, with its own adaptive loss, last iterate) and evaluate them on every "
+                        "run folder (the target), as in the MMC paper's Fig. 4. Writes OUT/transfer-ATTACK.md, "
+                        ".json and .png (heatmap).")
+    tr.add_argument("runs", nargs="+", type=_path, metavar="RUN_DIR", help="two or more run folders (one test set)")
+    tr.add_argument("--attack", required=True, metavar="pgd|mim[:K=V,...]",
+                    help="gradient attack and options, e.g. pgd:eps=0.1,steps=10,step_size=0.025 or mim:eps=0.3 "
+                    "(also fgsm, bim, apgd); no eps: the dataset's default (0.3 on MNIST, 8/255 on CIFAR)")
+    tr.add_argument("--n", "--num-points", dest="n", type=_int_at_least(1), default=1000,
+                    help="use the first N test images")
+    tr.add_argument("--out", type=_path, default="results/transfer", help="output folder")
+    tr.add_argument("--batch-size", type=_int_at_least(1), default=500)
+    tr.add_argument("--data-dir", type=_path, default=None, help="folder with the dataset files (CIFAR runs)")
+    _add_device(tr)
 
     ls = sub.add_parser("list", help="list objectives, models, attacks, suites or recipes with their options",
                         formatter_class=_formatter)
@@ -186,41 +234,72 @@ def _train(args: argparse.Namespace) -> int:
                          epochs=args.epochs, batch_size=args.batch_size, optimizer=args.optimizer, lr=args.lr,
                          momentum=args.momentum, weight_decay=args.weight_decay, lr_milestones=list(args.milestones),
                          lr_gamma=args.lr_gamma, seed=args.seed, augment=args.augment, train_limit=args.train_limit,
-                         data_dir=args.data_dir, adversarial=adversarial)
+                         data_dir=args.data_dir, adversarial=adversarial, amp=args.amp)
     if args.download:
         from robustloss import datasets
 
         datasets.load(args.dataset, "train", args.data_dir, download=True)
     train_run(config, args.out, resume=args.resume, force=args.force, device=args.device,
-              progress=not args.no_progress, backend=args.backend, sync_bn=args.sync_bn)
+              progress=not args.no_progress, backend=args.backend, sync_bn=args.sync_bn,
+              channels_last=args.channels_last)
     if _is_main():
         print(f"trained {args.objective} on {args.dataset}: {args.out}")
     return 0
 
 
+def _external_spec(args: argparse.Namespace) -> Any:
+    """The :class:`ExternalSpec` of ``evaluate --model ...`` (``None`` for a run folder); checks the combination."""
+    from robustloss.external import ExternalSpec, parse_floats
+
+    given = [flag for flag, value in (("--weights", args.weights), ("--mean", args.mean), ("--std", args.std),
+                                      ("--output-key", args.output_key), ("--dataset", args.dataset),
+                                      ("--out", args.out)) if value is not None]
+    if args.external is None:
+        if args.run_dir is None:
+            raise UserError("give a run folder (RUN_DIR) or an external model (--model module.path:factory)")
+        if given:
+            raise UserError(f"{', '.join(given)} belong(s) to --model; a run folder knows its model and dataset")
+        return None
+    if args.run_dir is not None:
+        raise UserError(f"give either a run folder ({args.run_dir}) or --model, not both")
+    for flag, value in (("--dataset", args.dataset), ("--out", args.out)):
+        if value is None:
+            raise UserError(f"--model needs {flag}")
+    return ExternalSpec(args.external, weights=args.weights, mean=parse_floats(args.mean, "--mean"),
+                        std=parse_floats(args.std, "--std"), output_key=args.output_key)
+
+
 def _evaluate(args: argparse.Namespace) -> int:
     from robustloss.evaluation.report import results_table
     from robustloss.evaluation.suite import load_suite, parse_spec, with_default_eps
-    from robustloss.runs import evaluate_run, read_config
+    from robustloss.runs import evaluate_external, evaluate_run, read_config
 
-    config = read_config(args.run_dir)
+    spec = _external_spec(args)
+    dataset = read_config(args.run_dir).dataset if spec is None else args.dataset
     if args.attack:
         suite = [parse_spec(text) for text in args.attack]
         name = args.name or "custom"
     else:
-        suite_name = args.suite or ("cifar-pgd" if config.dataset.startswith("cifar") else "mnist-pgd")
+        colour = dataset.startswith("cifar") or dataset == "svhn"
+        suite_name = args.suite or ("cifar-pgd" if colour else "mnist-pgd")
         suite = load_suite(suite_name)
         name = args.name or suite_name.rsplit("/", 1)[-1].removesuffix(".json")
-    suite, notes = with_default_eps(suite, config.dataset)
+    suite, notes = with_default_eps(suite, dataset)
     for note in notes:
         print(f"robustloss: note: {note}", file=sys.stderr)
-    summary = evaluate_run(args.run_dir, suite, name=name, n=args.n, split=args.split, batch_size=args.batch_size,
-                           device=args.device, seed=args.seed, worst_case=args.worst_case, data_dir=args.data_dir,
-                           progress=not args.no_progress, diagnose=args.diagnose or args.diagnose_eps is not None,
-                           diagnose_eps=args.diagnose_eps, backend=args.backend)
+    options = dict(name=name, n=args.n, split=args.split, batch_size=args.batch_size, device=args.device,
+                   seed=args.seed, worst_case=args.worst_case, data_dir=args.data_dir, progress=not args.no_progress,
+                   diagnose=args.diagnose or args.diagnose_eps is not None, diagnose_eps=args.diagnose_eps,
+                   backend=args.backend, channels_last=args.channels_last)
+    if spec is None:
+        summary = evaluate_run(args.run_dir, suite, **options)
+    else:
+        summary = evaluate_external(spec, suite, dataset=dataset, out=args.out, **options)
     if not _is_main():
         return 0
-    print(results_table({args.run_dir: summary}), end="")
+    print(results_table({args.run_dir or spec.target: summary}), end="")
+    if "note" in summary:
+        print(f"note: {summary['note']}")
     if "diagnostics" in summary:
         from robustloss.evaluation.diagnostics import warning_lines
 
@@ -247,6 +326,19 @@ def _reproduce(args: argparse.Namespace) -> int:
     verdicts = ", ".join(f"{v} {sum(c['verdict'] == v for c in results['claims'])}" for v in ("yes", "no"))
     print(f"{results['recipe']} ({results['scale']} scale, {results['wall_time_s']:.0f} s): {out}/report.md "
           f"({len(results['figures'])} figures; claims: {verdicts})")
+    return 0
+
+
+def _transfer(args: argparse.Namespace) -> int:
+    from robustloss.reproduce.mmc_figures import transfer_command
+
+    result, text, notes = transfer_command(args.runs, args.attack, n=args.n, out=args.out, batch_size=args.batch_size,
+                                           device=args.device, data_dir=args.data_dir)
+    for note in notes:
+        print(f"robustloss: note: {note}", file=sys.stderr)
+    stem = f"{args.out}/transfer-{result['attack']['attack']}"
+    print(text, end="")
+    print(f"written: {stem}.md, {stem}.json, {stem}.png")
     return 0
 
 
@@ -306,7 +398,8 @@ def _main(argv: Sequence[str] | None = None) -> int:
         import torch
 
         torch.set_num_threads(args.threads)
-    handlers = {"train": _train, "evaluate": _evaluate, "reproduce": _reproduce, "list": _list}
+    handlers = {"train": _train, "evaluate": _evaluate, "reproduce": _reproduce, "transfer": _transfer,
+                "list": _list}
     try:
         return handlers[args.command](args)
     except BrokenPipeError:   # e.g. `robustloss list attacks | head`: the reader left, nothing to report

@@ -10,6 +10,18 @@
   folder cannot run code.
   CIFAR has no official validation split; ``val`` is the last 5,000 training
   images and ``train`` the first 45,000.
+* ``kmnist`` / ``fashion-mnist`` - the user's files (the PC paper's other
+  gray-scale sets): the four IDX files ``train-images-idx3-ubyte``,
+  ``train-labels-idx1-ubyte``, ``t10k-images-idx3-ubyte``, ``t10k-labels-idx1-ubyte``
+  (each optionally ``.gz``), or KMNIST's ``kmnist-{train,test}-{imgs,labels}.npz``,
+  or one Keras-style ``kmnist.npz`` / ``fashion-mnist.npz`` (``x_train``,
+  ``y_train``, ``x_test``, ``y_test``), in ``data_dir``, a subfolder named after
+  the dataset, or torchvision's ``KMNIST/raw`` / ``FashionMNIST/raw``.  ``val``
+  is the last 10,000 training images and ``train`` the first 50,000 (the split
+  of ``mnist``).
+* ``svhn`` - the user's ``train_32x32.mat`` and ``test_32x32.mat`` (the
+  "cropped digits" format), read with ``scipy.io.loadmat`` (no code runs);
+  label 10 (the digit 0) becomes 0; ``val`` is the last 5,000 training images.
 * ``synthetic`` - a small, seeded, learnable dataset for tests (class-dependent
   blob patterns plus noise), 1x16x16, 10 classes.
 """
@@ -51,6 +63,9 @@ INFO: dict[str, DatasetInfo] = {
     "cifar10": DatasetInfo("cifar10", 10, 3, 32),
     "cifar100": DatasetInfo("cifar100", 100, 3, 32),
     "cifar100-coarse": DatasetInfo("cifar100-coarse", 20, 3, 32),
+    "kmnist": DatasetInfo("kmnist", 10, 1, 28),
+    "fashion-mnist": DatasetInfo("fashion-mnist", 10, 1, 28),
+    "svhn": DatasetInfo("svhn", 10, 3, 32),
     "synthetic": DatasetInfo("synthetic", 10, 1, 16),
 }
 NAMES = tuple(INFO)
@@ -282,6 +297,163 @@ def _download_with_torchvision(family: str, root: Path) -> None:
     cls(str(root), train=False, download=True)
 
 
+# --------------------------------------------------------------------------- KMNIST / Fashion-MNIST (IDX or .npz)
+IDX_FILES = {"train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
+             "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")}
+#: dataset -> (subfolders searched before ``data_dir`` itself, its Keras-style single ``.npz`` names)
+_GRAY_FILES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
+    "kmnist": (("kmnist", "KMNIST/raw", "KMNIST"), ("kmnist.npz",)),
+    "fashion-mnist": (("fashion-mnist", "fashion_mnist", "FashionMNIST/raw", "FashionMNIST"),
+                      ("fashion-mnist.npz", "fashion_mnist.npz")),
+}
+#: training images held out as ``val`` (the last ones), per dataset; the rest is ``train``
+VAL_SIZE = {"kmnist": 10_000, "fashion-mnist": 10_000, "svhn": 5_000}
+
+
+def read_idx(path: Path) -> np.ndarray:
+    """An IDX file of unsigned bytes (``...-ubyte`` or ``...-ubyte.gz``) as a uint8 array of its stated shape.
+
+    Format (LeCun's MNIST page): two zero bytes, type code 0x08 (unsigned byte), the number of
+    dimensions, each dimension as a big-endian int32, then the data.
+    """
+    opener: Any = gzip.open if path.name.endswith(".gz") else open
+    try:
+        with opener(path, "rb") as fh:
+            raw = fh.read()
+    except (OSError, EOFError) as exc:
+        raise UserError(f"cannot read IDX file {path}: {getattr(exc, 'strerror', None) or exc}") from None
+    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] != 0x08:
+        raise UserError(f"{path} is not an IDX file of unsigned bytes (it must start with 00 00 08)")
+    ndim = raw[3]
+    header = 4 + 4 * ndim
+    dims = [int.from_bytes(raw[4 + 4 * i:8 + 4 * i], "big") for i in range(ndim)] if len(raw) >= header else []
+    if len(dims) != ndim or len(raw) - header != int(np.prod(dims, dtype=np.int64)):
+        raise UserError(f"IDX file {path} is truncated or its size does not match its header {dims}")
+    return np.frombuffer(raw, dtype=np.uint8, offset=header).reshape(dims)
+
+
+def _npz_arrays(path: Path, keys: tuple[str, ...]) -> list[np.ndarray]:
+    """The arrays ``keys`` of ``path`` (``allow_pickle=False``: no code runs)."""
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            missing = [k for k in keys if k not in data.files]
+            if missing:
+                raise UserError(f"{path} has no array {', '.join(missing)} (it holds {', '.join(data.files)})")
+            return [np.asarray(data[k]) for k in keys]
+    except UserError:
+        raise
+    except (OSError, ValueError, EOFError) as exc:
+        raise UserError(f"cannot read {path} as a numpy .npz file ({str(exc).splitlines()[0][:120]})") from None
+
+
+def _find(folders: list[Path], names: tuple[str, ...]) -> Path | None:
+    """The first folder holding every file of ``names`` (each also tried with ``.gz``): its first path."""
+    for folder in folders:
+        paths = []
+        for name in names:
+            found = next((folder / n for n in (name, f"{name}.gz") if (folder / n).is_file()), None)
+            if found is None:
+                break
+            paths.append(found)
+        else:
+            return paths[0]
+    return None
+
+
+def _gray_arrays(name: str, split: str, root: Path) -> tuple[np.ndarray, np.ndarray, Path]:
+    """Images (N x 28 x 28 uint8) and labels of the official ``train`` or ``test`` part of a 28x28 gray set."""
+    subfolders, keras_names = _GRAY_FILES[name]
+    folders = [root / sub for sub in subfolders] + [root]
+    part = "train" if split != "test" else "test"
+    idx = _find(folders, IDX_FILES[part])
+    if idx is not None:
+        folder = idx.parent
+        x, y = (read_idx(next(p for p in (folder / f, folder / f"{f}.gz") if p.is_file()))
+                for f in IDX_FILES[part])
+        return x, y, folder
+    if name == "kmnist":
+        first = _find(folders, (f"kmnist-{part}-imgs.npz", f"kmnist-{part}-labels.npz"))
+        if first is not None:
+            (x,) = _npz_arrays(first, ("arr_0",))
+            (y,) = _npz_arrays(first.parent / f"kmnist-{part}-labels.npz", ("arr_0",))
+            return x, y, first.parent
+    for folder in folders:
+        for keras in keras_names:
+            if (folder / keras).is_file():
+                x, y = _npz_arrays(folder / keras, (f"x_{part}", f"y_{part}"))
+                return x, y, folder / keras
+    npz = " or kmnist-{train,test}-{imgs,labels}.npz" if name == "kmnist" else ""
+    raise UserError(f"dataset '{name}' not found in {root} (or its subfolders {', '.join(subfolders)}): put the IDX "
+                    f"files {', '.join(IDX_FILES['train'] + IDX_FILES['test'])} (each may end in .gz){npz} or "
+                    f"{' / '.join(keras_names)} there and pass that folder as --data-dir")
+
+
+def _holdout(name: str, split: str, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
+    """``train`` / ``val`` of an official training part: the last :data:`VAL_SIZE` images are ``val``."""
+    if split == "test":
+        return x, y
+    cut = len(x) - VAL_SIZE[name]
+    if cut <= 0:
+        raise UserError(f"dataset '{name}' has only {len(x)} training images; {VAL_SIZE[name]} are held out as val")
+    return (x[:cut], y[:cut]) if split == "train" else (x[cut:], y[cut:])
+
+
+def _checked(name: str, where: Path, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
+    i = INFO[name]
+    if tuple(x.shape[1:]) != (i.channels, i.image_size, i.image_size) or y.dim() != 1 or len(x) != len(y):
+        raise UserError(f"dataset '{name}' in {where}: expected N images of {i.channels}x{i.image_size}x"
+                        f"{i.image_size} and N labels, got images {tuple(x.shape)} and labels {tuple(y.shape)}")
+    if len(y) and (int(y.min()) < 0 or int(y.max()) >= i.num_classes):
+        raise UserError(f"dataset '{name}' in {where} has labels outside [0, {i.num_classes - 1}] "
+                        f"(min {int(y.min())}, max {int(y.max())})")
+    return x, y
+
+
+def load_gray(name: str, split: str, data_dir: str | Path | None) -> tuple[Tensor, Tensor]:
+    """KMNIST or Fashion-MNIST from the user's IDX or ``.npz`` files: ``N x 1 x 28 x 28`` in [0, 1]."""
+    root = Path(data_dir) if data_dir is not None else cache_dir()
+    images, labels, where = _gray_arrays(name, split, root)
+    if images.dtype != np.uint8 or images.ndim != 3:
+        raise UserError(f"dataset '{name}' in {where}: expected uint8 images of shape N x 28 x 28, got "
+                        f"{images.dtype} {images.shape}")
+    x = torch.from_numpy(images.copy()).float().div_(255.0)[:, None]
+    y = torch.from_numpy(np.asarray(labels).astype(np.int64).reshape(-1))
+    return _holdout(name, split, *_checked(name, where, x, y))
+
+
+# --------------------------------------------------------------------------- SVHN (.mat)
+SVHN_FILES = {"train": "train_32x32.mat", "test": "test_32x32.mat"}
+
+
+def load_svhn(split: str, data_dir: str | Path | None) -> tuple[Tensor, Tensor]:
+    """SVHN "cropped digits" from ``train_32x32.mat`` / ``test_32x32.mat``: ``X`` is 32 x 32 x 3 x N uint8,
+    ``y`` is N x 1 with labels 1-10, where 10 stands for the digit 0 (and becomes label 0 here)."""
+    root = Path(data_dir) if data_dir is not None else cache_dir()
+    file = SVHN_FILES["test" if split == "test" else "train"]
+    path = next((f / file for f in (root / "svhn", root / "SVHN", root) if (f / file).is_file()), None)
+    if path is None:
+        raise UserError(f"dataset 'svhn' not found: looked for {file} in {root} (and its subfolders svhn, SVHN); put "
+                        f"{SVHN_FILES['train']} and {SVHN_FILES['test']} (SVHN's cropped-digits format) there and "
+                        "pass that folder as --data-dir")
+    try:
+        from scipy.io import loadmat
+    except ImportError:
+        raise UserError("dataset 'svhn' needs scipy to read its .mat files: pip install 'scipy>=1.10'") from None
+    try:
+        mat = loadmat(path, variable_names=("X", "y"))
+    except Exception as exc:  # noqa: BLE001 - a malformed .mat raises many types (Value, MatRead, NotImplemented)
+        reason = str(exc).splitlines()[0][:120] if str(exc) else type(exc).__name__
+        raise UserError(f"cannot read SVHN file {path} as a MATLAB v5 file ({reason})") from None
+    images, labels = mat.get("X"), mat.get("y")
+    if images is None or labels is None or images.ndim != 4 or images.shape[:3] != (32, 32, 3):
+        raise UserError(f"SVHN file {path} does not hold X (32 x 32 x 3 x N images) and y (labels)")
+    x = torch.from_numpy(np.ascontiguousarray(images.transpose(3, 2, 0, 1)).astype(np.float32) / 255.0)
+    y = torch.from_numpy(np.asarray(labels).astype(np.int64).reshape(-1))
+    if len(y) and (int(y.min()) < 0 or int(y.max()) > 10):
+        raise UserError(f"SVHN file {path} has labels outside 1-10 (min {int(y.min())}, max {int(y.max())})")
+    return _holdout("svhn", split, *_checked("svhn", path, x, y % 10))
+
+
 # --------------------------------------------------------------------------- synthetic
 SYNTHETIC_SIZES = {"train": 2000, "val": 500, "test": 500}
 
@@ -319,6 +491,10 @@ def load(name: str, split: str, data_dir: str | Path | None = None,
         return load_mnist(split)
     if name == "synthetic":
         return load_synthetic(split)
+    if name in _GRAY_FILES:
+        return load_gray(name, split, data_dir)
+    if name == "svhn":
+        return load_svhn(split, data_dir)
     return load_cifar(name, split, data_dir, download)
 
 

@@ -28,25 +28,26 @@ import os
 import re
 import shutil
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
-from robustloss import datasets, distributed
+from robustloss import datasets, distributed, external
 from robustloss.attacks.transfer import MODEL_OPTIONS
 from robustloss.classifier import Classifier
-from robustloss.device import resolve_device
+from robustloss.device import apply_channels_last, resolve_channels_last, resolve_device
 from robustloss.distributed import World
-from robustloss.errors import UserError, check_int
+from robustloss.errors import UserError, check_int, unknown_choice
 from robustloss.evaluation import diagnostics
 from robustloss.attacks import Attack
 from robustloss.evaluation.engine import build_attack, evaluate_shard, result_from_rows
 from robustloss.evaluation.rows import RowStore, Rows
 from robustloss.evaluation.report import results_table
 from robustloss.evaluation.suite import AttackSpec
+from robustloss.external import ExternalSpec
 from robustloss.io import atomic_write_json, atomic_write_text, read_json
 from robustloss.training.checkpoint import CHECKPOINT, load_checkpoint
 from robustloss.training.config import TrainConfig
@@ -124,13 +125,17 @@ def prepare_run_dir(run_dir: str | Path, config: TrainConfig, *, resume: bool, f
     return has_run
 
 
-def _check_threads(run_dir: Path, resuming: bool, world: World | None = None, sync_bn: bool = False) -> None:
-    """Record thread count and world size (float results depend on them); warn when a resumed run changes them.
+def _check_threads(run_dir: Path, resuming: bool, world: World | None = None, sync_bn: bool = False,
+                   channels_last: bool = False, amp: str | None = None) -> None:
+    """Record thread count, world size and the speed options (float results depend on them); warn when a
+    resumed run changes them.
 
     A changed world size is allowed: the batch size is global and every global
     batch is the same, so the updates are the same up to float summation order
     (as with another thread count) - except for BatchNorm without ``sync_bn``,
     whose batch statistics are per rank, so they change with the per-rank batch.
+    ``channels_last`` (the weights' memory layout) changes only the summation order, too.
+    ``amp`` is the config's crafting precision (recorded here so the file names every precision used).
     """
     threads = torch.get_num_threads()
     w = world if world is not None else World()
@@ -139,8 +144,9 @@ def _check_threads(run_dir: Path, resuming: bool, world: World | None = None, sy
         try:
             before_all = json.loads(path.read_text())
             before, before_world = before_all.get("threads"), before_all.get("world_size", 1)
+            before_layout = before_all.get("channels_last", False)
         except (OSError, UnicodeDecodeError, json.JSONDecodeError, AttributeError):
-            before, before_world = None, None
+            before, before_world, before_layout = None, None, None
         if before is not None and before != threads:
             print(f"robustloss: warning: {run_dir} was trained with {before} threads and resumes with {threads}; "
                   "the weights will differ in the last digits from an uninterrupted run (pass --threads "
@@ -150,13 +156,20 @@ def _check_threads(run_dir: Path, resuming: bool, world: World | None = None, sy
                   f"{w.size}; the global batch is unchanged, so the weights differ only in the last digits "
                   "(BatchNorm without --sync-bn: per-rank batch statistics change with the per-rank batch)",
                   file=sys.stderr)
+        if before_layout is not None and bool(before_layout) != channels_last:
+            flag = "--channels-last" if before_layout else "--no-channels-last"
+            print(f"robustloss: warning: {run_dir} was trained with channels_last={bool(before_layout)} and resumes "
+                  f"with {channels_last}; the weights will differ in the last digits from an uninterrupted run "
+                  f"(pass {flag} to resume exactly)", file=sys.stderr)
     atomic_write_json(path, {"threads": threads, "torch": torch.__version__, "world_size": w.size,
-                             "backend": w.backend or None, "sync_bn": bool(sync_bn)})
+                             "backend": w.backend or None, "sync_bn": bool(sync_bn),
+                             "channels_last": bool(channels_last), "crafting_precision": amp or "fp32",
+                             "training_precision": "fp32"})
 
 
 def train_run(config: TrainConfig, run_dir: str | Path, *, resume: bool = False, force: bool = False,
               device: str = "auto", progress: bool = True, backend: str = "auto",
-              sync_bn: bool = False) -> Classifier:
+              sync_bn: bool = False, channels_last: bool | None = None) -> Classifier:
     """Train ``config`` into ``run_dir`` (resuming when asked) and return the model in eval mode.
 
     Under ``torchrun`` (``WORLD_SIZE > 1``) every process calls this; they train
@@ -166,6 +179,9 @@ def train_run(config: TrainConfig, run_dir: str | Path, *, resume: bool = False,
     or a refusal) is broadcast, so a refused start stops every rank with the same
     error.  ``backend``: ``auto`` (``nccl`` on CUDA, ``gloo`` on the CPU), ``gloo``
     or ``nccl``; ``sync_bn`` converts BatchNorm layers to ``SyncBatchNorm``.
+    ``channels_last``: the weights' memory layout while training (``None``: on for
+    convolutional backbones on the CPU, :func:`robustloss.device.resolve_channels_last`);
+    a runtime option recorded in ``runtime.json``, not part of the config.
     """
     run_dir = Path(run_dir)
     if str(run_dir) in ("", "."):
@@ -176,7 +192,8 @@ def train_run(config: TrainConfig, run_dir: str | Path, *, resume: bool = False,
         raise UserError(f"output path {run_dir} exists and is not a folder")
     w, dev = distributed.setup(resolve_device(device), backend)
     # validates every hyperparameter
-    trainer = Trainer(config, run_dir, device=str(dev), progress=progress, world=w, sync_bn=sync_bn)
+    trainer = Trainer(config, run_dir, device=str(dev), progress=progress, world=w, sync_bn=sync_bn,
+                      channels_last=channels_last)
     trainer.load_data()   # missing data files fail here, before anything is written
     created = not run_dir.exists()
     try:
@@ -187,7 +204,7 @@ def train_run(config: TrainConfig, run_dir: str | Path, *, resume: bool = False,
                     run_dir.mkdir(parents=True, exist_ok=True)
                     stack.enter_context(run_lock(run_dir))
                     decision = prepare_run_dir(run_dir, config, resume=resume, force=force)
-                    _check_threads(run_dir, decision, w, sync_bn)
+                    _check_threads(run_dir, decision, w, sync_bn, trainer.channels_last, config.amp)
                 except UserError as exc:
                     if not w.active:
                         raise
@@ -209,7 +226,7 @@ def load_run(run_dir: str | Path, device: str = "cpu") -> Classifier:
     config = read_config(run_dir)
     dev = resolve_device(device)
     state = load_checkpoint(Path(run_dir) / CHECKPOINT, map_location=dev)
-    if state["config"] != config.to_dict():
+    if not config.matches(state["config"]):
         raise UserError(f"checkpoint in {run_dir} is from another configuration than its {CONFIG}")
     model = build_classifier(config)
     try:
@@ -290,7 +307,7 @@ def evaluate_run(run_dir: str | Path, suite: list[AttackSpec], *, name: str, n: 
                  split: str = "test", batch_size: int = 500, device: str = "auto", seed: int = 0,
                  worst_case: bool = False, data_dir: str | None = None, progress: bool = True,
                  diagnose: bool = False, diagnose_eps: float | None = None, reuse: bool = False,
-                 backend: str = "auto") -> dict[str, Any]:
+                 backend: str = "auto", channels_last: bool | None = None) -> dict[str, Any]:
     """Evaluate the model of ``run_dir`` on the first ``n`` images of ``split``; returns the result dict.
 
     Results go to ``RUN_DIR/eval/NAME.json`` and ``.md``, and a RobustBench-style
@@ -311,45 +328,134 @@ def evaluate_run(run_dir: str | Path, suite: list[AttackSpec], *, name: str, n: 
     (every ``world``-th point), each rank attacks its shard and writes its own
     rows file, and rank 0 merges the rows into the same files a single process
     writes (every rank returns the summary).
+
+    Every evaluation runs in fp32 (``"precision"`` in the result); ``channels_last``
+    sets the model's weight layout (``None``: on for convolutional backbones on the
+    CPU, :func:`robustloss.device.resolve_channels_last`; the logits agree with the
+    contiguous model's to float rounding) and is recorded as ``"channels_last"``.
     """
     run_dir = Path(run_dir)
-    name = check_result_name(name)
-    if n is not None:
-        check_int("number of evaluation points", n, 1)
-    batch_size = check_int("batch size", batch_size, 1)
-    seed = check_int("seed", seed, 0, 2 ** 63 - 1)
-    if not suite:
-        raise UserError("the suite is empty; give at least one attack")
+    _check_eval_args(name, n, batch_size, seed, suite)
     config = read_config(run_dir)
-    diag_eps = diagnostics.default_eps(suite, diagnose_eps) if diagnose else None  # fail before the attacks
     out_dir = run_dir / "eval"
-    if out_dir.exists() and not out_dir.is_dir():
-        raise UserError(f"{out_dir} exists and is not a folder; move it away to store evaluation results")
+    diag_eps = _check_out_dir(out_dir, suite, diagnose, diagnose_eps)
     w, dev = distributed.setup(resolve_device(device), backend)
     model = load_run(run_dir, device=str(dev))
+    x, y = datasets.load(config.dataset, split, data_dir if data_dir is not None else config.data_dir)
+    about = {"run": str(run_dir), "config": config.to_dict()}
+    card = {"dataset": config.dataset, "model": config.model, "objective": config.objective}
+    return _evaluate_model(model, x, y, suite, w, dev, lock_dir=run_dir, out_dir=out_dir, name=name, n=n,
+                           split=split, batch_size=batch_size, seed=seed, worst_case=worst_case, progress=progress,
+                           diag_eps=diag_eps, reuse=reuse, about=about, card=card, key=run_dir.name,
+                           channels_last=channels_last, before=lambda: _warn_if_unusable(run_dir, model))
+
+
+def evaluate_external(spec: ExternalSpec, suite: list[AttackSpec], *, dataset: str, out: str | Path, name: str,
+                      n: int | None = 1000, split: str = "test", batch_size: int = 500, device: str = "auto",
+                      seed: int = 0, worst_case: bool = False, data_dir: str | None = None, progress: bool = True,
+                      diagnose: bool = False, diagnose_eps: float | None = None, reuse: bool = False,
+                      backend: str = "auto", channels_last: bool | None = None) -> dict[str, Any]:
+    """Evaluate an external ``nn.Module`` (:mod:`robustloss.external`) on ``dataset``; results go to ``out/NAME.*``.
+
+    The same engine, row store, resume, sharding under ``torchrun`` and files as
+    :func:`evaluate_run`, with ``out`` in place of ``RUN_DIR/eval`` (``out`` is
+    created only once the model, its weights, the data and every attack passed
+    their checks).  The rows are tied to the model's description (import path,
+    preprocessing, output key, SHA-256 of the weights), so rows of another model
+    in the same folder are never reused.  An attack asked for the adaptive loss
+    attacks the logits (CE or margin, see :mod:`robustloss.external`); the
+    summary's ``"note"`` and the Markdown report say so.
+    """
+    _check_eval_args(name, n, batch_size, seed, suite)
+    if dataset not in datasets.NAMES:
+        raise unknown_choice("dataset", dataset, datasets.NAMES)
+    out_dir = Path(out)
+    diag_eps = _check_out_dir(out_dir, suite, diagnose, diagnose_eps)
+    w, dev = distributed.setup(resolve_device(device), backend)
+    x, y = datasets.load(dataset, split, data_dir)
+    model = external.load_external(spec, x[:8], dev)
+    about: dict[str, Any] = {"model": external.describe(spec), "dataset": dataset}
+    card = {"dataset": dataset, "model": spec.target, "objective": None}
+    return _evaluate_model(model, x, y, suite, w, dev, lock_dir=out_dir, out_dir=out_dir, name=name, n=n,
+                           split=split, batch_size=batch_size, seed=seed, worst_case=worst_case, progress=progress,
+                           diag_eps=diag_eps, reuse=reuse, about=about, card=card, key=spec.target,
+                           channels_last=channels_last, identity={k: v for k, v in about["model"].items() if k != "weights"})
+
+
+def _check_eval_args(name: str, n: int | None, batch_size: int, seed: int, suite: list[AttackSpec]) -> None:
+    check_result_name(name)
+    if n is not None:
+        check_int("number of evaluation points", n, 1)
+    check_int("batch size", batch_size, 1)
+    check_int("seed", seed, 0, 2 ** 63 - 1)
+    if not suite:
+        raise UserError("the suite is empty; give at least one attack")
+
+
+def _check_out_dir(out_dir: Path, suite: list[AttackSpec], diagnose: bool, diagnose_eps: float | None) -> float | None:
+    """The diagnostics' eps (``None`` without ``diagnose``), after checking ``out_dir`` can hold results."""
+    diag_eps = diagnostics.default_eps(suite, diagnose_eps) if diagnose else None  # fail before the attacks
+    if out_dir.exists() and not out_dir.is_dir():
+        raise UserError(f"{out_dir} exists and is not a folder; move it away to store evaluation results")
+    return diag_eps
+
+
+def non_adaptive_note(attacks: list[Attack]) -> str | None:
+    """A sentence naming the attacks that asked for the adaptive loss but found no objective (else ``None``).
+
+    Such an attack used the logit form of the loss instead
+    (:func:`robustloss.attacks.losses.resolve_loss`): ``adaptive`` -> CE,
+    ``adaptive-margin`` -> the C&W margin.
+    """
+    fallback = {"adaptive": "cross-entropy", "adaptive-margin": "C&W margin"}
+    fell_back = sorted({f"{a.name} ({a.loss_name} -> {fallback[a.loss_name]})" for a in attacks
+                        if a.located is None and a.loss_name in fallback})
+    if not fell_back:
+        return None
+    return (f"non-adaptive attacks: no objective is known for this model, so {', '.join(fell_back)} "
+            "attacked its logits")
+
+
+def _evaluate_model(model: nn.Module, x: torch.Tensor, y: torch.Tensor, suite: list[AttackSpec], w: World,
+                    dev: torch.device, *, lock_dir: Path, out_dir: Path, name: str, n: int | None, split: str,
+                    batch_size: int, seed: int, worst_case: bool, progress: bool, diag_eps: float | None,
+                    reuse: bool, about: dict[str, Any], card: dict[str, Any], key: str,
+                    channels_last: bool | None = None, identity: dict[str, Any] | None = None,
+                    before: Callable[[], None] | None = None) -> dict[str, Any]:
+    """The evaluation both entry points share: shard, rows, merge, files (see :func:`evaluate_run`).
+
+    ``about`` heads the summary (what was evaluated), ``card`` names dataset,
+    model and objective in the RobustBench summary, ``key`` is the table's row
+    name; ``identity`` (if given) is part of the settings the rows must match.
+    ``lock_dir`` is created (rank 0) only after every check passed.
+    """
+    layout = resolve_channels_last(channels_last, dev, model)
+    apply_channels_last(model, layout)
     models = substitute_models(suite, str(dev))
     for index, spec in enumerate(suite):   # a bad spec fails here, before anything is written
         build_attack(model, spec, seed + index, models)
-    x, y = datasets.load(config.dataset, split, data_dir if data_dir is not None else config.data_dir)
     if n is not None:
         x, y = x[:n], y[:n]
     if w.size > len(x):
         raise distributed.RankError(f"{w.size} processes (--nproc_per_node) for only {len(x)} evaluation points; "
                                     f"use at most {len(x)} processes or more points (--n)")
     settings = _settings(len(x), seed, worst_case, split, suite)
-    if reuse and not diagnose:
+    if identity is not None:
+        settings["model"] = identity
+    if reuse and diag_eps is None:
         previous = _finished(out_dir / f"{name}.json", settings, suite)
         if previous is not None:
             return previous
-    if w.is_main:
-        _warn_if_unusable(run_dir, model)
+    if w.is_main and before is not None:
+        before()
     rows_dir = out_dir / f"{name}.rows"
     row_settings = {k: v for k, v in settings.items() if k != "n"}   # rows stay valid for another n
     with contextlib.ExitStack() as stack:
         problem: str | None = None
         if w.is_main:
             try:
-                stack.enter_context(run_lock(run_dir))
+                lock_dir.mkdir(parents=True, exist_ok=True)
+                stack.enter_context(run_lock(lock_dir))
                 _prepare_rows(rows_dir, row_settings, reuse_finished=reuse)
             except UserError as exc:
                 if not w.active:
@@ -367,9 +473,14 @@ def evaluate_run(run_dir: str | Path, suite: list[AttackSpec], *, name: str, n: 
         if w.is_main:
             attacks = [build_attack(model, spec, seed + index, models) for index, spec in enumerate(suite)]
             result = result_from_rows(store.load(), len(x), suite, attacks, worst_case=worst_case)
-            summary = {"run": str(run_dir), "config": config.to_dict(), "suite": name,
-                       **{k: v for k, v in settings.items() if k != "order"}, **result.to_dict()}
-            report = results_table({run_dir.name: summary})
+            summary = {**about, "suite": name,
+                       **{k: v for k, v in settings.items() if k not in ("order", "model")}, **result.to_dict(),
+                       "precision": "fp32", "channels_last": layout}
+            report = results_table({key: summary})
+            note = non_adaptive_note(attacks)
+            if note is not None:
+                summary["note"] = note
+                report += f"\nNote: {note}.\n"
             if diag_eps is not None:
                 diag_n = min(len(x), diagnostics.DEFAULT_N)
                 checks = diagnostics.diagnose(model, x, y, eps=diag_eps, n=diag_n, batch_size=batch_size,
@@ -379,14 +490,14 @@ def evaluate_run(run_dir: str | Path, suite: list[AttackSpec], *, name: str, n: 
             atomic_write_json(out_dir / f"{name}.json", summary)
             atomic_write_text(out_dir / f"{name}.md", report)
             atomic_write_json(out_dir / f"{name}.robustbench.json",
-                              robustbench_summary(summary, attacks, store.rows, config, world_size=w.size))
+                              robustbench_summary(summary, attacks, store.rows, card, world_size=w.size))
             atomic_write_json(rows_dir / "settings.json", {"settings": row_settings, "complete": True})
         summary = w.broadcast(summary)
     assert summary is not None
     return summary
 
 
-def robustbench_summary(summary: dict[str, Any], attacks: list[Attack], rows: Rows, config: TrainConfig,
+def robustbench_summary(summary: dict[str, Any], attacks: list[Attack], rows: Rows, card: dict[str, Any],
                         world_size: int = 1) -> dict[str, Any]:
     """A RobustBench-style record of one evaluation (clean/robust accuracy, threat model, attacks, cost, versions).
 
@@ -405,7 +516,7 @@ def robustbench_summary(summary: dict[str, Any], attacks: list[Attack], rows: Ro
     import numpy
 
     return {
-        "run": summary["run"], "dataset": config.dataset, "model": config.model, "objective": config.objective,
+        "run": summary.get("run"), "dataset": card["dataset"], "model": card["model"], "objective": card["objective"],
         "n_examples": summary["n"], "split": summary["split"], "seed": summary["seed"],
         "clean_acc": summary["clean_accuracy"], "robust_acc": summary["worst_case_accuracy"],
         "worst_case_mode": summary["worst_case_mode"],
@@ -416,6 +527,7 @@ def robustbench_summary(summary: dict[str, Any], attacks: list[Attack], rows: Ro
                      "adaptive": a.located is not None and a.loss_name in ("adaptive",)}
                     for res, a in zip(summary["attacks"], attacks)],
         "forward_passes": forward, "processes": world_size,
+        "precision": summary.get("precision", "fp32"), "channels_last": summary.get("channels_last"),
         "versions": {"robustloss": _package_version(), "torch": torch.__version__, "numpy": numpy.__version__,
                      "python": platform.python_version()},
         "git_commit": _git_commit(),

@@ -41,6 +41,7 @@ from torch import Tensor, nn
 
 from robustloss.attacks.losses import AttackLoss, ModelOutput, check_logits, forward, locate_for, resolve_loss
 from robustloss.classifier import Located, eval_mode
+from robustloss.device import autocast
 from robustloss.errors import UserError, check_int, check_range, unknown_choice
 
 NORMS = ("linf", "l2")
@@ -174,12 +175,24 @@ class Attack:
         #: the batch rows the current sub-batch holds (``None``: all); set by attacks that work on subsets
         self.active_rows: Tensor | None = None
         self.queries = 0
+        #: mixed precision of the model's forward passes (``"bf16"``, ``"fp16"``; ``None``: fp32, the default).
+        #: A runtime setting, not an attack option: adversarial training sets it to craft examples faster
+        #: (``TrainConfig.amp``); evaluations leave it at fp32.
+        self.amp: str | None = None
 
     # ------------------------------------------------------------------ helpers
     def forward(self, x: Tensor) -> ModelOutput:
-        """One forward pass (counted in :attr:`AttackResult.queries`); features too for our classifiers."""
+        """One forward pass (counted in :attr:`AttackResult.queries`); features too for our classifiers.
+
+        With :attr:`amp` the forward runs under ``torch.autocast`` and its outputs are cast back
+        to fp32, so the attack losses (and their gradients' first steps) are computed in fp32.
+        """
         self.queries += x.shape[0]
-        return forward(self.model, x, self.located)
+        if self.amp is None:
+            return forward(self.model, x, self.located)
+        with autocast(x.device, self.amp):
+            out = forward(self.model, x, self.located)
+        return ModelOutput(out.logits.float(), None if out.features is None else out.features.float())
 
     def loss_and_grad(self, x: Tensor, labels: Tensor, targets: Tensor | None) -> tuple[Tensor, Tensor, Tensor]:
         """One forward and one backward: (per-example loss, logits, d loss / d x)."""

@@ -202,7 +202,10 @@ def _spec_from_json(path: Path, index: int, entry: object) -> AttackSpec:
 #: the L-inf budget an attack given without ``eps`` gets, per dataset, with its source
 DATASET_EPS: dict[str, tuple[float, str]] = {
     "mnist": (0.3, "the MNIST budget of the MMC paper (Fig. 3(b)) and the largest of the PC paper (Table 1)"),
+    "kmnist": (0.3, "the largest gray-scale budget of the PC paper (Table 1)"),
+    "fashion-mnist": (0.3, "the largest gray-scale budget of the PC paper (Table 1)"),
     "synthetic": (0.3, "as MNIST (pixels in [0, 1])"),
+    "svhn": (8 / 255, "as CIFAR-10 (the PC paper's SVHN budgets are 0.04, 0.12 and 0.2, Table 1)"),
     "cifar10": (8 / 255, "the smaller CIFAR-10 budget of the MMC paper (Sec. 4.3, Table 1)"),
     "cifar100": (8 / 255, "the MMC paper's CIFAR-100 budget (Table 4)"),
     "cifar100-coarse": (8 / 255, "as CIFAR-100"),

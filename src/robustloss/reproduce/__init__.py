@@ -4,7 +4,8 @@ The framework (scales, run cache, reports, claims) is :mod:`robustloss.reproduce
 the papers' numbers are data in :mod:`robustloss.reproduce.papers`; each recipe is a
 :class:`~robustloss.reproduce.framework.Recipe` in :data:`RECIPES`.  Adding one: write its
 ``run(ctx) -> Outcome`` function, give it plans and times per scale, list it here, and
-add its smoke test to ``tests/test_reproduce.py`` (PC-paper recipes: ``tests/test_reproduce_pc.py``).
+add its smoke test to ``tests/test_reproduce.py`` (PC-paper recipes: ``tests/test_reproduce_pc.py``, I-SCE
+paper recipes: ``tests/test_reproduce_isce.py``).
 """
 
 from __future__ import annotations
@@ -18,15 +19,24 @@ from robustloss.errors import UserError, unknown_choice
 from robustloss.evaluation.report import markdown_table
 from robustloss.io import atomic_write_text
 from robustloss.reproduce.framework import SCALES, Context, Recipe, check_n, check_scale, run_recipe
+from robustloss.reproduce.isce import ISCE_RECIPES
 from robustloss.reproduce.legacy import LEGACY
 from robustloss.reproduce.mmc import MMC_CENTERS, MMC_TABLE1
+from robustloss.reproduce.mmc_figures import MMC_FIG3A, MMC_FIG3B, MMC_FIG4
 from robustloss.reproduce.mmc_tables import MMC_TABLE2, MMC_TABLE3, MMC_TABLE4, MMC_TABLE5
 from robustloss.reproduce.pc import PC_FIG2, PC_GAP, PC_MASKING, PC_TABLE1, PC_TABLE2, PC_TABLE3, PC_TABLE5
+from robustloss.reproduce.pc_tsne import PC_FIG3
+from robustloss.reproduce.reproducibility_report import RR_RECIPES
 
 #: ``pc-mnist-table1`` of :mod:`~robustloss.reproduce.legacy` is replaced by ``pc-table1`` (an alias below)
 RECIPES: dict[str, Recipe] = {r.name: r for r in (*(r for r in LEGACY if r.name != "pc-mnist-table1"), MMC_TABLE1,
-                                                  MMC_TABLE2, MMC_TABLE3, MMC_TABLE4, MMC_TABLE5, MMC_CENTERS, PC_TABLE1, PC_TABLE2, PC_TABLE3,
-                                                  PC_TABLE5, PC_GAP, PC_FIG2, PC_MASKING)}
+                                                  MMC_TABLE2, MMC_TABLE3, MMC_TABLE4, MMC_TABLE5, MMC_CENTERS,
+                                                  MMC_FIG3A, MMC_FIG3B, MMC_FIG4,
+                                                  PC_TABLE1, PC_TABLE2, PC_TABLE3, PC_TABLE5, PC_GAP, PC_FIG2, PC_MASKING,
+                                                  *RR_RECIPES,
+                                                  *ISCE_RECIPES,
+                                                  PC_FIG3,
+                                                  )}
 #: old names: alias -> (recipe, the scale it stands for; ``None``: any scale, the recipe's default unless given)
 ALIASES: dict[str, tuple[str, str | None]] = {"cifar10-table1": ("mmc-table1", "paper"),
                                               "pc-mnist-table1": ("pc-table1", None)}

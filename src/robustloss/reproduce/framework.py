@@ -49,7 +49,7 @@ from robustloss.evaluation.suite import AttackSpec
 from robustloss.io import atomic_write, atomic_write_json, atomic_write_text
 from robustloss.reproduce.papers import Paper
 from robustloss.runs import evaluate_run, load_run, run_is_complete, train_run
-from robustloss.training.config import TrainConfig
+from robustloss.training.config import AdversarialConfig, TrainConfig
 
 if TYPE_CHECKING:  # pragma: no cover
     from matplotlib.figure import Figure
@@ -262,6 +262,28 @@ def robustness_panels(fig: Any, axes: Any, paper_attack: str, ylabel: str, title
     axes[0].set_ylabel(ylabel)
     axes[1].legend(fontsize=7, loc="upper right")
     fig.suptitle(title)
+
+
+# ------------------------------------------------------------------------------------- shared configs
+def pgd_at(eps: float, step: float, targeted: bool) -> AdversarialConfig:
+    """The MMC paper's adversarial training (l.176): 10-step PGD, targeted or untargeted, crafted with the
+    objective's own (adaptive) loss."""
+    return AdversarialConfig(method="pgd", eps=eps, steps=10, step_size=step, targeted=targeted)
+
+
+def mnist_config(epochs: int, at_epochs: int, train_limit: int | None) -> Callable[..., TrainConfig]:
+    """``make(objective, options, at)``: the MNIST LeNet-5 recipe of ``mmc-table1``'s ``cpu`` scale, shared by
+    recipes so that a model trained by one is reused by the others (the run cache).
+
+    Momentum SGD (0.9), lr 0.01, batch 128, seed 0 (the MMC paper's optimizer and lr, l.174); ``at=None``: no AT,
+    else :func:`pgd_at` at eps 0.1 step 0.025 (targeted if ``at``) for ``at_epochs`` epochs.
+    """
+    def make(objective: str, options: dict[str, Any], at: bool | None) -> TrainConfig:
+        return TrainConfig(dataset="mnist", model="lenet5", objective=objective, objective_options=dict(options),
+                           epochs=epochs if at is None else at_epochs, batch_size=128, lr=0.01, momentum=0.9,
+                           seed=0, train_limit=train_limit,
+                           adversarial=None if at is None else pgd_at(0.1, 0.025, at))
+    return make
 
 
 # ----------------------------------------------------------------------------------------------- reports

@@ -31,9 +31,10 @@ from robustloss import datasets
 from robustloss.centers import mm_centers
 from robustloss.evaluation.report import markdown_table
 from robustloss.evaluation.suite import AttackSpec
-from robustloss.reproduce.framework import Claim, Context, Outcome, Recipe, label_axes, pct, pyplot, robustness_panels
+from robustloss.reproduce.framework import (Claim, Context, Outcome, Recipe, label_axes, mnist_config, pct, pgd_at,
+                                            pyplot, robustness_panels)
 from robustloss.reproduce.papers.mmc_paper import MMC_PAPER, T1_ROWS
-from robustloss.training.config import AdversarialConfig, TrainConfig
+from robustloss.training.config import TrainConfig
 
 # ------------------------------------------------------------------------------------------ mmc-table1
 #: the paper's objective and options for each row of Table 1; ``None``: no AT, else targeted AT or not
@@ -68,32 +69,18 @@ class T1Scale:
     models: tuple[str, ...] = T1_ROWS
 
 
-def _at(eps: float, step: float, targeted: bool) -> AdversarialConfig:
-    # the MMC paper l.176: 10-step PGD AT, targeted or untargeted, crafted with the objective's own loss
-    return AdversarialConfig(method="pgd", eps=eps, steps=10, step_size=step, targeted=targeted)
-
-
-def _mnist_config(epochs: int, at_epochs: int, train_limit: int | None) -> Callable[..., TrainConfig]:
-    def make(objective: str, options: dict[str, Any], at: bool | None) -> TrainConfig:
-        return TrainConfig(dataset="mnist", model="lenet5", objective=objective, objective_options=dict(options),
-                           epochs=epochs if at is None else at_epochs, batch_size=128, lr=0.01, momentum=0.9,
-                           seed=0, train_limit=train_limit,
-                           adversarial=None if at is None else _at(0.1, 0.025, at))
-    return make
-
-
 def _cifar_config(objective: str, options: dict[str, Any], at: bool | None) -> TrainConfig:
     # the MMC paper l.174: ResNet-32, momentum SGD, lr 0.01, 200 epochs, x0.1 at 100 and 150; batch 50 is the
     # reproducibility report's (the paper states none)
     return TrainConfig(dataset="cifar10", model="resnet", model_options={"n": 5, "feature_dim": 256},
                        objective=objective, objective_options=dict(options), epochs=200, batch_size=50, lr=0.01,
                        momentum=0.9, lr_milestones=[100, 150], seed=0,
-                       adversarial=None if at is None else _at(8 / 255, 2 / 255, at))
+                       adversarial=None if at is None else pgd_at(8 / 255, 2 / 255, at))
 
 
 def _synthetic_config(objective: str, options: dict[str, Any], at: bool | None) -> TrainConfig:
     # smoke scale: the 16x16 synthetic set (2,000 training images), 1 epoch
-    return replace(_mnist_config(1, 1, 512)(objective, options, at), dataset="synthetic")
+    return replace(mnist_config(1, 1, 512)(objective, options, at), dataset="synthetic")
 
 
 _SMALL_DIAG = (("steps", 3), ("spsa_n", 16), ("spsa_steps", 3), ("spsa_samples", 8))
@@ -103,7 +90,7 @@ T1_SCALES: dict[str, T1Scale] = {
                      diag=_SMALL_DIAG, diag_n=32, pgd_steps=(2, 3),
                      models=("SCE", "MMC-10", "AT10 tar (MMC-10)")),
     "cpu": T1Scale((0.1, 0.2), ("8/255", "16/255"), 0.025, (0.05, 0.1, 0.15, 0.2, 0.3), 1000,
-                   _mnist_config(10, 3, None)),
+                   mnist_config(10, 3, None)),
     "paper": T1Scale((8 / 255, 16 / 255), ("8/255", "16/255"), 2 / 255,
                      (2 / 255, 4 / 255, 8 / 255, 12 / 255, 16 / 255), 10_000, _cifar_config, diag_n=500),
 }

@@ -13,7 +13,12 @@ batch and its adversarial copy together (1:1).  The training attack draws its
 random starts and targets from its own generator, reseeded every epoch from
 ``(seed, epoch)`` - never shared with evaluation attacks, which have their own.
 Examples are crafted with the model in eval mode (batch-norm running statistics),
-then the model returns to training mode.  PGD-AT trains on the *last* iterate of
+then the model returns to training mode.  With ``TrainConfig.amp`` ("bf16" / "fp16")
+the crafting forwards run under ``torch.autocast`` (losses in fp32); the training
+step on the crafted batch stays fp32.  The parameters are *not* frozen
+(``requires_grad_(False)``) while crafting: the attack asks autograd for the input
+gradient only, which already skips the weight gradients, and freezing measured no
+gain (BENCHMARKS.md, "Speed options").  PGD-AT trains on the *last* iterate of
 every example (Madry et al.), not on the first one that fools the model.
 """
 
@@ -31,7 +36,7 @@ from robustloss.training.config import AdversarialConfig
 class TrainingAdversary:
     """Replaces a clean training batch by its adversarial version (or clean + adversarial)."""
 
-    def __init__(self, cfg: AdversarialConfig, model: Classifier) -> None:
+    def __init__(self, cfg: AdversarialConfig, model: Classifier, amp: str | None = None) -> None:
         cfg.validate()
         self.cfg = cfg
         self.attack: IterativeAttack
@@ -41,6 +46,7 @@ class TrainingAdversary:
         else:
             self.attack = FGSM(model, cfg.eps, targeted=cfg.targeted, loss=cfg.loss)
             self.attack.final_iterate = True
+        self.attack.amp = amp   # TrainConfig.amp: the crafting forwards under autocast, the losses in fp32
         self.generator = torch.Generator().manual_seed(0)
 
     def reseed(self, generator: torch.Generator) -> None:

@@ -8,7 +8,8 @@ from typing import Any
 
 from robustloss.errors import UserError, check_int, check_range, check_seed, unknown_choice
 
-OPTIMIZERS = ("sgd", "adam")
+#: "sgd": momentum SGD (the MMC paper, Sec. 4.1); "adam"; "rmsprop" (the reproducibility report, Table 2)
+OPTIMIZERS = ("sgd", "adam", "rmsprop")
 AT_METHODS = ("pgd", "fgsm")
 AT_MIXES = ("adv", "half")
 
@@ -67,7 +68,7 @@ class TrainConfig:
     batch_size: int = 128
     optimizer: str = "sgd"
     lr: float = 0.01             # the MMC paper, Sec. 4.1
-    momentum: float = 0.9        # MMC paper Sec. 4.1 "momentum SGD"; 0.9: reproducibility report, Sec. 3
+    momentum: float = 0.9        # MMC paper Sec. 4.1 "momentum SGD"; 0.9: reproducibility report, Sec. 3 (sgd only)
     weight_decay: float = 1e-4   # our default (not stated in the MMC paper)
     # epochs after which lr *= lr_gamma: positive and strictly increasing, e.g. [100, 150] for CIFAR
     # (the MMC paper); a milestone beyond ``epochs`` is never reached
@@ -78,6 +79,11 @@ class TrainConfig:
     train_limit: int | None = None  # use only the first N training images (quick runs, tests)
     data_dir: str | None = None
     adversarial: AdversarialConfig | None = None
+    # mixed precision of the forward passes that *craft* adversarial training examples: None (fp32, the
+    # default: every run before this option), "bf16" or "fp16" (torch.autocast; the attack losses, the
+    # training step and every evaluation stay fp32). Part of the config (and of a run's cache key when
+    # set): it changes the training examples, hence the weights.
+    amp: str | None = None
 
     def __post_init__(self) -> None:
         self.validate()
@@ -112,7 +118,26 @@ class TrainConfig:
             raise UserError(f"data_dir must be a non-empty path, got {self.data_dir!r}")
         if self.adversarial is not None:
             self.adversarial.validate()
+        if self.amp is not None:
+            from robustloss.device import amp_dtype
+
+            amp_dtype(self.amp)   # a UserError naming the choices
+            if self.adversarial is None:
+                raise UserError(f"amp={self.amp!r} sets the precision of crafting adversarial training examples; "
+                                "it needs adversarial training (--at pgd or fgsm)")
         return self
+
+    def matches(self, stored: Mapping[str, Any]) -> bool:
+        """``True`` if ``stored`` (a checkpoint's or ``config.json``'s dict) describes this same run.
+
+        Keys missing from ``stored`` take their defaults (a run saved before an option
+        existed matches a config that leaves it at its default); an invalid dict matches nothing.
+        """
+        try:
+            other = TrainConfig.from_dict(stored)
+        except (UserError, TypeError):
+            return False
+        return other.to_dict() == self.to_dict()
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

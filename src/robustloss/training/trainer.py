@@ -1,4 +1,4 @@
-"""The training loop: SGD/Adam with step decay, per-epoch atomic checkpoints, exact resume.
+"""The training loop: SGD/Adam/RMSProp with step decay, per-epoch atomic checkpoints, exact resume.
 
 Determinism: model initialisation uses ``torch.manual_seed(seed)``; every epoch
 draws its shuffling, augmentation and adversarial-example randomness from
@@ -33,7 +33,7 @@ from tqdm import tqdm
 
 from robustloss import datasets
 from robustloss.classifier import Classifier
-from robustloss.device import resolve_device, stream_generator
+from robustloss.device import apply_channels_last, resolve_channels_last, resolve_device, stream_generator
 from robustloss.distributed import RankError, World
 from robustloss.errors import UserError
 from robustloss.io import atomic_write_text
@@ -60,10 +60,27 @@ def build_classifier(config: TrainConfig) -> Classifier:
     return Classifier(backbone, objective)
 
 
+#: RMSProp's decay of the mean square, ``alpha`` (torch's default, as Tieleman & Hinton's lecture 6e uses 0.9-0.99;
+#: the reproducibility report, Table 2, states no setting)
+RMSPROP_ALPHA = 0.99
+#: RMSProp's ``eps`` added to the root mean square (torch's default)
+RMSPROP_EPS = 1e-8
+
+
 def build_optimizer(config: TrainConfig, model: Classifier) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler]:
+    """The optimizer of ``config.optimizer`` and its step-decay schedule.
+
+    ``sgd``: momentum SGD (``config.momentum``); ``adam``: Adam with torch's defaults; ``rmsprop``: with the
+    gradient ``g`` (weight decay added), ``v <- alpha v + (1 - alpha) g^2`` (``v`` starts at 0) and
+    ``theta <- theta - lr g / (sqrt(v) + eps)``, ``alpha`` = :data:`RMSPROP_ALPHA`, ``eps`` = :data:`RMSPROP_EPS`,
+    no momentum (``config.momentum`` applies to ``sgd`` only).
+    """
     params = [p for p in model.parameters() if p.requires_grad]
     if config.optimizer == "adam":
         opt: torch.optim.Optimizer = torch.optim.Adam(params, lr=config.lr, weight_decay=config.weight_decay)
+    elif config.optimizer == "rmsprop":
+        opt = torch.optim.RMSprop(params, lr=config.lr, alpha=RMSPROP_ALPHA, eps=RMSPROP_EPS,
+                                  weight_decay=config.weight_decay)
     else:
         opt = torch.optim.SGD(params, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay)
     sched = torch.optim.lr_scheduler.MultiStepLR(opt, milestones=list(config.lr_milestones), gamma=config.lr_gamma)
@@ -114,11 +131,14 @@ class Trainer:
 
     ``world`` (default: one process) makes it one rank of a ``torchrun`` job;
     ``sync_bn`` then converts BatchNorm layers to ``SyncBatchNorm``.
+    ``channels_last`` (a runtime option, not part of the config): store the weights
+    channels-last; ``None`` decides by :func:`robustloss.device.resolve_channels_last`
+    (on for convolutional backbones on the CPU).
     """
 
     def __init__(self, config: TrainConfig, run_dir: str | Path, *, device: str = "auto",
                  progress: bool = True, log: Callable[[str], None] | None = None,
-                 world: World | None = None, sync_bn: bool = False) -> None:
+                 world: World | None = None, sync_bn: bool = False, channels_last: bool | None = None) -> None:
         self.config = config.validate()
         self.run_dir = Path(run_dir)
         self.device = resolve_device(device)
@@ -132,6 +152,8 @@ class Trainer:
         self.progress = progress and self.world.is_main
         self.log = log or (lambda msg: print(msg, file=sys.stderr))
         self.model = build_classifier(config).to(self.device)
+        self.channels_last = resolve_channels_last(channels_last, self.device, self.model)
+        apply_channels_last(self.model, self.channels_last)
         self.ddp: nn.Module | None = None
         if self.world.active:
             if sync_bn:
@@ -148,7 +170,7 @@ class Trainer:
         if config.adversarial is not None:
             from robustloss.training.adversarial import TrainingAdversary
 
-            self.adversary = TrainingAdversary(config.adversarial, self.model)
+            self.adversary = TrainingAdversary(config.adversarial, self.model, amp=config.amp)
 
     # ------------------------------------------------------------------ state
     def state(self) -> dict[str, Any]:
@@ -164,7 +186,7 @@ class Trainer:
         }
 
     def load_state(self, state: dict[str, Any]) -> None:
-        if state["config"] != self.config.to_dict():
+        if not self.config.matches(state["config"]):
             raise UserError(f"checkpoint in {self.run_dir} is from another configuration; "
                             "use a new --out folder or --force to start over")
         try:

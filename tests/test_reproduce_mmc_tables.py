@@ -122,12 +122,13 @@ def test_black_box_columns_on_a_trained_model(mmc_model: Classifier, runs_dir: P
     """C&W, SPSA and corruption columns on a trained MMC-10 LeNet-5 (95.0% on the first 500 test images)."""
     run = runs_dir / "lenet5-mmc"
     ctx = Context("t", "cpu", tmp_path, runs_dir, device="cpu", progress=False)
-    b = BBScale(8, 8, 16, cw_steps=30, cw_search=4, cw_lr=0.1, spsa_steps=3, spsa_samples=16, spsa_lr=0.03,
+    b = BBScale(4, 8, 16, cw_steps=100, cw_search=9, cw_lr=0.05, spsa_steps=3, spsa_samples=16, spsa_lr=0.03,
                 spsa_delta=0.03, sigmas=(0.0, 0.3), degrees=0.0, draws=2)
     cw = cw_columns(ctx, b, run, "t", adaptive_matters=True)
     for key in ("C&W tar", "C&W un", "C&W un margin (non-adaptive)"):
-        # C&W (4 x 30 iterations) fools some of the 8 points (measured: tar 4, un 8), inside the image's L2 ball
-        assert cw[f"{key} success"] >= 0.25
+        # C&W with the cpu scale's 9 x 100 iterations fools most of the 4 points (measured: all 4 in every
+        # column, mean L2 1.6-2.9), inside the image's L2 ball
+        assert cw[f"{key} success"] >= 0.5
         assert 0.0 < cw[key] < 28.0
     s = T1_SCALES["cpu"]
     ones = {eps: [1] * 8 for eps in s.eps}

@@ -117,17 +117,16 @@ def _paper_cell(experiment: str, row: str, column: str) -> str:
 
 def _scale_deviations(ctx: Context, cifar_experiment: bool = False) -> list[tuple[str, str, str]]:
     """The deviations every recipe of this module shares at ``ctx.scale``."""
+    both = f"50 (the report, l.{MNIST_EPOCHS_LINE}); the MMC paper says 40 (its l.174)"
     if ctx.scale == "paper":
-        return [] if cifar_experiment else [("MNIST epochs", f"50 (the report, l.{MNIST_EPOCHS_LINE}); the MMC paper says 40 (its l.174)",
-                 "50 (the report's)")]
+        return [] if cifar_experiment else [("MNIST epochs", both, "50 (the report's)")]
     data = "the 16x16 synthetic set" if ctx.scale == "smoke" else "MNIST"
     rows = [("model", "ResNet-32 (A l.213)", "LeNet-5 (84-d features)")]
     if cifar_experiment:
         rows += [("dataset", "CIFAR-10 / CIFAR-100", data),
                  ("epochs", "200 (CIFAR, A l.209-211)", "see the plan above (fewer: 2-core CPU budget)")]
     else:
-        rows.append(("MNIST epochs", f"50 (the report, l.{MNIST_EPOCHS_LINE}); the MMC paper says 40 (its l.174)",
-                     "see the plan above (fewer: 2-core CPU budget)"))
+        rows.append(("MNIST epochs", both, "see the plan above (fewer: 2-core CPU budget)"))
     if not cifar_experiment and ctx.scale == "smoke":
         rows.append(("dataset", "MNIST", data))
     return rows
@@ -205,7 +204,7 @@ def _timing_run(ctx: Context) -> Outcome:
                       " min / 50 epochs)", "-", f"{p(row) / p('Standard SCE'):.2f}"])
     spread = max(max(r["epoch_times_s"]) / min(r["epoch_times_s"]) for r in rows.values())
     others = [[f"{k} (paper)", _paper_cell("R2", k, col)] for k in
-              ("Standard SCE / CIFAR10", "Standard MMC / CIFAR10", "Standard SCE / CIFAR100", "Standard MMC / CIFAR100")]
+              (f"Standard {m} / {d}" for d in ("CIFAR10", "CIFAR100") for m in ("SCE", "MMC"))]
     sections = [
         "## Training time per epoch (the report's Table 1)\n\nOur time is the logged wall time of each epoch's "
         "training pass (`log.jsonl`, `time_s`), measured when the run was trained (a cached run keeps the time of "
@@ -458,7 +457,9 @@ def _uncertainty_run(ctx: Context) -> Outcome:
         table.append([f"{row} (ours, {SINGLE_IMAGE})", *(fmt.format(v) for v in top3)])
         table.append([f"{row} (ours, test image 0, in-distribution)", *(fmt.format(v) for v in digit)])
         table.append([f"{row} (paper, lion)", *(_paper_cell("R4", f"{row} / MNIST", f"class {k}") for k in (1, 2, 3))])
-        auc_rows.append([row, "max softmax probability" if objective == "sce" else "max logit (minus half the smallest squared distance to a center)",
+        score = "max softmax probability" if objective == "sce" else \
+            "max logit (minus half the smallest squared distance to a center)"
+        auc_rows.append([row, score,
                          f"{area:.3f}", f"{conf_in.median():.4g}", f"{conf_ood.median():.4g}"])
         lo = float(min(conf_in.min(), conf_ood.min()))
         hi = float(max(conf_in.max(), conf_ood.max()))
@@ -906,7 +907,8 @@ def _hmmc_run(ctx: Context) -> Outcome:
     deviations = _scale_deviations(ctx, cifar_experiment=True) + [
         ("C1, C2 values", "'multiple values' (not listed)", "; ".join(f"({a:g}, {b:g})" for a, b in HMMC_GRID))]
     if ctx.scale != "paper":
-        deviations += [("class tree", "CIFAR-100: 20 superclasses x 5 classes", "MNIST: 5 pairs of digits (substitute)")]
+        deviations += [("class tree", "CIFAR-100: 20 superclasses x 5 classes",
+                        "MNIST: 5 pairs of digits (substitute)")]
     deviations += _sweep_deviation(ctx.scale, "200 epochs (CIFAR-100)")
     return Outcome(sections, {"models": models, "tree": tree, "n": n}, claims, deviations)
 
@@ -916,7 +918,8 @@ RR_HMMC = Recipe(
     plans={"smoke": "synthetic, 1 epoch, a substitute tree of digit pairs: MMC-10, MMC-10(rand), six HMMC",
            "cpu": "MNIST LeNet-5, 3 epochs on 20,000 images, substitute tree of five digit pairs: MMC-10, "
                   "MMC-10(rand), six HMMC (C1, C2)",
-           "paper": "CIFAR-100 ResNet-32, 200 epochs, the real superclass tree (a GPU job; needs your CIFAR-100 files)"},
+           "paper": "CIFAR-100 ResNet-32, 200 epochs, the real superclass tree (a GPU job; needs your CIFAR-100 "
+                    "files)"},
     times={"smoke": "~5 s", "cpu": "~15 min", "paper": "~25 GPU hours"},
     run=_hmmc_run)
 

@@ -109,6 +109,15 @@ def test_configs_share_mmc_table1_runs_and_follow_the_report() -> None:
     assert (paper.dataset, paper.model, paper.epochs, paper.batch_size, paper.lr, paper.momentum) == \
         ("mnist", "resnet", 50, 50, 0.01, 0.9)
     assert model_config("paper", "sce").dataset == "cifar10" and model_config("paper", "sce").epochs == 200
+    # rr-hmmc at paper scale: CIFAR-100 with its real superclass tree; below it, the MNIST substitute tree
+    from robustloss.reproduce.framework import Context
+    from robustloss.reproduce.reproducibility_report import _hmmc_configs
+
+    for scale, dataset, tree in (("paper", "cifar100", "cifar100"), ("cpu", "mnist", "0,1,4,2,3,4,0,1,2,3")):
+        configs = _hmmc_configs(Context("rr-hmmc", scale, Path("out"), Path("runs")))
+        hmmc = [c for k, c in configs.items() if k.startswith("HMMC")]
+        assert len(hmmc) == len(HMMC_GRID) and configs["MMC-10(rand) (the report's)"].objective == "mmc-rand"
+        assert all(c.dataset == dataset and c.objective_options["tree"] == tree for c in hmmc)
     # the substitute tree: five superclasses of two digits each
     assert sorted(MNIST_PAIRS_TREE) == [s for s in range(5) for _ in range(2)]
     assert all(0.1 <= c2 <= 2 for _, c2 in HMMC_GRID) and max(c1 for c1, _ in HMMC_GRID) == 100

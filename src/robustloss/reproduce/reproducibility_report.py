@@ -825,7 +825,8 @@ RR_FEATURES = Recipe(
     plans={"smoke": "synthetic, 1 epoch, six models", "cpu": "MNIST LeNet-5 SCE and MMC-10 of mmc-table1 (10 epochs, "
            "84-d features projected to 2-d), and with 2-d and 3-d feature layers (3 epochs on 20,000 images); "
            "2,000 test points plotted",
-           "paper": "MNIST ResNet-32 with 2-d and 3-d features, 50 epochs (a GPU job)"},
+           "paper": "MNIST ResNet-32 SCE and MMC-10 (256-d features projected to 2-d) and with 2-d and 3-d "
+                    "feature layers, 50 epochs (a GPU job)"},
     times={"smoke": "~10 s", "cpu": "measured ~13 min training on the loaded machine (15 s cached)",
            "paper": "~4 GPU hours"},
     run=_features_run)

@@ -16,8 +16,8 @@ from robustloss.reproduce.framework import NOT_AT_SCALE, run_key
 from robustloss.reproduce.mmc import T1_SCALES
 from robustloss.reproduce.papers.reproducibility_report import REPRODUCIBILITY_REPORT as RR
 from robustloss.reproduce.reproducibility_report import (CMM_VALUES, HMMC_GRID, MNIST_PAIRS_TREE, OPTIMIZER_ROWS,
-                                                         RR_RECIPES, auroc, density, lse_statistics, model_config,
-                                                         natural_images)
+                                                         RR_RECIPES, auroc, circle_projection, density,
+                                                         lse_statistics, model_config, natural_images)
 
 from conftest import check_png, run_cli, strict_json  # noqa: E402
 
@@ -96,7 +96,8 @@ def test_smoke_results_are_consistent(smoke: dict[str, tuple[Path, str, dict[str
     hmmc = smoke["rr-hmmc"][2]["results"]
     assert len(hmmc["models"]) == 2 + len(HMMC_GRID) and hmmc["tree"] == ",".join(map(str, MNIST_PAIRS_TREE))
     feats = smoke["rr-features"][2]["results"]["models"]
-    assert set(feats) == {"SCE 2-d", "MMC-10 2-d", "SCE 3-d", "MMC-10 3-d"}
+    assert set(feats) == {"SCE 84-d", "MMC-10 84-d", *(f"{m} {d}-d layer" for m in ("SCE", "MMC-10") for d in (2, 3))}
+    assert smoke["rr-features"][2]["results"]["models"]["SCE 84-d"]["run"] == unc["models"]["Standard SCE"]["run"]
 
 
 def test_configs_share_mmc_table1_runs_and_follow_the_report() -> None:
@@ -108,6 +109,15 @@ def test_configs_share_mmc_table1_runs_and_follow_the_report() -> None:
     assert (paper.dataset, paper.model, paper.epochs, paper.batch_size, paper.lr, paper.momentum) == \
         ("mnist", "resnet", 50, 50, 0.01, 0.9)
     assert model_config("paper", "sce").dataset == "cifar10" and model_config("paper", "sce").epochs == 200
+    # rr-hmmc at paper scale: CIFAR-100 with its real superclass tree; below it, the MNIST substitute tree
+    from robustloss.reproduce.framework import Context
+    from robustloss.reproduce.reproducibility_report import _hmmc_configs
+
+    for scale, dataset, tree in (("paper", "cifar100", "cifar100"), ("cpu", "mnist", "0,1,4,2,3,4,0,1,2,3")):
+        configs = _hmmc_configs(Context("rr-hmmc", scale, Path("out"), Path("runs")))
+        hmmc = [c for k, c in configs.items() if k.startswith("HMMC")]
+        assert len(hmmc) == len(HMMC_GRID) and configs["MMC-10(rand) (the report's)"].objective == "mmc-rand"
+        assert all(c.dataset == dataset and c.objective_options["tree"] == tree for c in hmmc)
     # the substitute tree: five superclasses of two digits each
     assert sorted(MNIST_PAIRS_TREE) == [s for s in range(5) for _ in range(2)]
     assert all(0.1 <= c2 <= 2 for _, c2 in HMMC_GRID) and max(c1 for c1, _ in HMMC_GRID) == 100
@@ -132,11 +142,13 @@ def test_lse_statistics_by_hand() -> None:
     ln5 = math.log(5)
     logits = torch.tensor([[10.0, 0.0, 0.0, -50.0],          # 2nd and 3rd equal: comparable
                            [10.0, 3.0, 3.0 - ln5 - 0.01, -50.0],  # p2 / p3 just above 5: not comparable
-                           [0.0, 10.0, 9.0, -50.0]])          # wrongly classified; non-true top two 10 and 0
+                           [0.0, 10.0, 9.0, -50.0]], dtype=torch.float64)   # misclassified: non-true 10, 9
     labels = torch.tensor([0, 0, 0])
     stats = lse_statistics(logits, labels)
-    assert stats["comparable"] == pytest.approx(2 / 3)        # rows 0 and 2 (e^(10-9) = 2.7 < 5)
-    assert stats["comparable_non_true"] == pytest.approx(2 / 3)   # rows 0 and 2 (10 vs 9)
+    # overall 2nd and 3rd: row 0 (0, 0) only; row 2's are 9 and 0
+    assert stats["comparable"] == pytest.approx(1 / 3)
+    # two largest non-true: rows 0 (0, 0) and 2 (10, 9: e^1 = 2.7 < 5)
+    assert stats["comparable_non_true"] == pytest.approx(2 / 3)
     # row 0: LSE of {0, 0, -50} - 0 = log(2 + e^-50)
     gaps = [math.log(2 + math.exp(-50)), math.log(1 + math.exp(-ln5 - 0.01) + math.exp(-53)),
             math.log(1 + math.exp(-1) + math.exp(-60))]
@@ -151,6 +163,19 @@ def test_density_by_hand() -> None:
     y = torch.tensor([0, 0, 1, 1])
     assert density(z, y) == pytest.approx(0.25)
     assert density(10 * z, y) == pytest.approx(0.25)          # scale free
+    assert density(torch.zeros(4, 2), y) is None               # collapsed features: no spread to speak of
+
+
+def test_circle_projection_maps_mm_centers_onto_a_circle() -> None:
+    from robustloss.centers import mm_centers
+
+    centers = mm_centers(10, 84, 10.0)
+    proj = circle_projection(centers)
+    pts = centers @ proj.T
+    assert proj.shape == (2, 84)
+    torch.testing.assert_close(pts.norm(dim=1), torch.full((10,), 10.0, dtype=torch.float64), atol=1e-9, rtol=0)
+    angles = 2 * math.pi * torch.arange(10, dtype=torch.float64) / 10
+    torch.testing.assert_close(pts, 10 * torch.stack([angles.cos(), angles.sin()], dim=1), atol=1e-9, rtol=0)
 
 
 def test_natural_images_are_seeded_inputs() -> None:

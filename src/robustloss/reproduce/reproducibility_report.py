@@ -117,17 +117,16 @@ def _paper_cell(experiment: str, row: str, column: str) -> str:
 
 def _scale_deviations(ctx: Context, cifar_experiment: bool = False) -> list[tuple[str, str, str]]:
     """The deviations every recipe of this module shares at ``ctx.scale``."""
+    both = f"50 (the report, l.{MNIST_EPOCHS_LINE}); the MMC paper says 40 (its l.174)"
     if ctx.scale == "paper":
-        return [] if cifar_experiment else [("MNIST epochs", f"50 (the report, l.{MNIST_EPOCHS_LINE}); the MMC paper says 40 (its l.174)",
-                 "50 (the report's)")]
+        return [] if cifar_experiment else [("MNIST epochs", both, "50 (the report's)")]
     data = "the 16x16 synthetic set" if ctx.scale == "smoke" else "MNIST"
     rows = [("model", "ResNet-32 (A l.213)", "LeNet-5 (84-d features)")]
     if cifar_experiment:
         rows += [("dataset", "CIFAR-10 / CIFAR-100", data),
                  ("epochs", "200 (CIFAR, A l.209-211)", "see the plan above (fewer: 2-core CPU budget)")]
     else:
-        rows.append(("MNIST epochs", f"50 (the report, l.{MNIST_EPOCHS_LINE}); the MMC paper says 40 (its l.174)",
-                     "see the plan above (fewer: 2-core CPU budget)"))
+        rows.append(("MNIST epochs", both, "see the plan above (fewer: 2-core CPU budget)"))
     if not cifar_experiment and ctx.scale == "smoke":
         rows.append(("dataset", "MNIST", data))
     return rows
@@ -203,8 +202,9 @@ def _timing_run(ctx: Context) -> Outcome:
                       f"{r['ratio_to_standard_sce']:.2f}"])
         table.append([f"{row} (paper, MNIST)", f"{p(row) * 60 / 50:.1f} (= {_paper_cell('R2', row + ' / MNIST', col)}"
                       " min / 50 epochs)", "-", f"{p(row) / p('Standard SCE'):.2f}"])
+    spread = max(max(r["epoch_times_s"]) / min(r["epoch_times_s"]) for r in rows.values())
     others = [[f"{k} (paper)", _paper_cell("R2", k, col)] for k in
-              ("Standard SCE / CIFAR10", "Standard MMC / CIFAR10", "Standard SCE / CIFAR100", "Standard MMC / CIFAR100")]
+              (f"Standard {m} / {d}" for d in ("CIFAR10", "CIFAR100") for m in ("SCE", "MMC"))]
     sections = [
         "## Training time per epoch (the report's Table 1)\n\nOur time is the logged wall time of each epoch's "
         "training pass (`log.jsonl`, `time_s`), measured when the run was trained (a cached run keeps the time of "
@@ -212,7 +212,9 @@ def _timing_run(ctx: Context) -> Outcome:
         "The report's time is its 50-epoch total per row, shown per epoch. Adversarial rows: 10-step targeted PGD "
         "AT with the objective's adaptive loss (the report does not state its AT settings; the MMC paper's "
         "AT_10^tar).\n\n"
-        + markdown_table(["model", "seconds per epoch", "each epoch (s)", "ratio to Standard SCE"], table),
+        + markdown_table(["model", "seconds per epoch", "each epoch (s)", "ratio to Standard SCE"], table)
+        + f"\nThe epochs of one model took up to {spread:.2f}x as long as each other: that is the noise of this "
+        "shared machine, so ratios closer than that are not resolved here.",
         "## Ratios, ours beside the report's\n\n"
         + markdown_table(["ratio", "ours", "the report (MNIST, Table 1)"],
                          [[k, f"{v:.2f}", f"{paper_ratios[k]:.2f}"] for k, v in ratios.items()])
@@ -246,7 +248,8 @@ def _timing_run(ctx: Context) -> Outcome:
         ("hardware", "RTX 2080 Ti GPU", "shared 2-core CPU, one thread")]
     if ctx.scale != "paper":
         deviations.append(("AT", "not stated", "PGD-10 targeted, eps 0.1, step 0.025 (mmc-table1's cpu AT)"))
-    return Outcome(sections, {"rows": rows, "ratios": ratios, "paper_ratios": paper_ratios}, claims, deviations)
+    return Outcome(sections, {"rows": rows, "ratios": ratios, "paper_ratios": paper_ratios,
+                              "epoch_time_spread": spread}, claims, deviations)
 
 
 RR_TIMING = Recipe(
@@ -255,7 +258,8 @@ RR_TIMING = Recipe(
     plans={"smoke": "synthetic, 1 epoch of 512 images, batch 50, four models",
            "cpu": "MNIST LeNet-5, 2 epochs of 4,000 images, batch 50: SCE, MMC-10, PGD-10 AT of each",
            "paper": "MNIST ResNet-32, 50 epochs, batch 50: SCE, MMC-10, PGD-10 AT of each (a GPU job)"},
-    times={"smoke": "~5 s", "cpu": "measured ~2 min", "paper": "~11 GPU hours (the report: 640 min)"},
+    times={"smoke": "~5 s", "cpu": "measured 16 min on the loaded machine (6 s cached)",
+           "paper": "~11 GPU hours (the report: 640 min)"},
     run=_timing_run)
 
 
@@ -325,7 +329,8 @@ RR_OPTIMIZERS = Recipe(
            "cpu": "MNIST LeNet-5 MMC-10, 3 epochs on 20,000 images with each optimizer (SGD model shared with "
                   "rr-cmm and rr-hmmc)",
            "paper": "MNIST ResNet-32 MMC-10, 50 epochs with each optimizer (a GPU job)"},
-    times={"smoke": "~5 s", "cpu": "~10 min", "paper": "~3 GPU hours (the report: 166 min)"},
+    times={"smoke": "~5 s", "cpu": "measured 11.5 min on the loaded machine (11 s cached)",
+           "paper": "~3 GPU hours (the report: 166 min)"},
     run=_optimizers_run)
 
 
@@ -454,7 +459,9 @@ def _uncertainty_run(ctx: Context) -> Outcome:
         table.append([f"{row} (ours, {SINGLE_IMAGE})", *(fmt.format(v) for v in top3)])
         table.append([f"{row} (ours, test image 0, in-distribution)", *(fmt.format(v) for v in digit)])
         table.append([f"{row} (paper, lion)", *(_paper_cell("R4", f"{row} / MNIST", f"class {k}") for k in (1, 2, 3))])
-        auc_rows.append([row, "max softmax probability" if objective == "sce" else "max logit (-1/2 min ||z-mu||^2)",
+        score = "max softmax probability" if objective == "sce" else \
+            "max logit (minus half the smallest squared distance to a center)"
+        auc_rows.append([row, score,
                          f"{area:.3f}", f"{conf_in.median():.4g}", f"{conf_ood.median():.4g}"])
         lo = float(min(conf_in.min(), conf_ood.min()))
         hi = float(max(conf_in.max(), conf_ood.max()))
@@ -520,7 +527,7 @@ RR_UNCERTAINTY = Recipe(
     plans={"smoke": "synthetic, 1 epoch; 200 test images vs the natural images at 16x16",
            "cpu": "MNIST LeNet-5 SCE and MMC-10 of mmc-table1 (10 epochs); 10,000 test images vs 288 natural images",
            "paper": "MNIST ResNet-32 SCE and MMC-10, 50 epochs (a GPU job); CIFAR rows not run"},
-    times={"smoke": "~5 s", "cpu": "measured ~30 s with mmc-table1's models cached (~4 min without)",
+    times={"smoke": "~5 s", "cpu": "measured 16 s with mmc-table1's models cached (20 min training them, loaded)",
            "paper": "~2 GPU hours"},
     run=_uncertainty_run)
 
@@ -610,7 +617,8 @@ RR_LSE = Recipe(
     plans={"smoke": "synthetic SCE, 1 epoch, 200 test images",
            "cpu": "MNIST LeNet-5 SCE of mmc-table1 (10 epochs), 10,000 test images",
            "paper": "CIFAR-10 ResNet-32 SCE, 200 epochs (a GPU job), 10,000 test images"},
-    times={"smoke": "~3 s", "cpu": "measured ~10 s with the SCE model cached", "paper": "~3 GPU hours"},
+    times={"smoke": "~3 s", "cpu": "measured 11 s with the SCE model cached (107 s on a loaded machine)",
+           "paper": "~3 GPU hours"},
     run=_lse_run)
 
 
@@ -682,7 +690,7 @@ RR_CMM = Recipe(
     plans={"smoke": "synthetic, 1 epoch, five MMC models",
            "cpu": "MNIST LeNet-5, 3 epochs on 20,000 images, five MMC models, 10,000 test images",
            "paper": "CIFAR-10 ResNet-32, 200 epochs, five MMC models (a GPU job)"},
-    times={"smoke": "~5 s", "cpu": "~10 min", "paper": "~15 GPU hours"},
+    times={"smoke": "~5 s", "cpu": "measured 17 min on the loaded machine (14 s cached)", "paper": "~15 GPU hours"},
     run=_cmm_run)
 
 
@@ -691,21 +699,75 @@ FEATURE_DIMS = (2, 3)
 _PLOT_N = {"smoke": 200, "cpu": 2000, "paper": 2000}
 
 
-def density(features: torch.Tensor, labels: torch.Tensor) -> float:
+def density(features: torch.Tensor, labels: torch.Tensor) -> float | None:
     """Within-class spread relative to the class separation: the mean distance of a feature to its class mean
-    over the mean distance between class means (lower: denser classes)."""
+    over the mean distance between class means (lower: denser classes); ``None`` if the features collapsed
+    (all class means equal)."""
     feats = features.double()
     classes = labels.unique()
     means = torch.stack([feats[labels == c].mean(dim=0) for c in classes])
     within = torch.cat([(feats[labels == c] - means[i]).norm(dim=1) for i, c in enumerate(classes)]).mean()
     between = torch.pdist(means).mean()
-    return float(within / between)
+    return float(within / between) if float(between) > 1e-12 * (1 + float(within)) else None
+
+
+def circle_projection(centers: torch.Tensor) -> torch.Tensor:
+    """The linear map ``P`` (2 x d) sending MM center ``l`` to ``C_MM (cos 2 pi l / L, sin 2 pi l / L)``: our
+    reading of the report's "isometric projection on a circle" (A l.316).  ``P = T^T pinv(M^T)`` solves
+    ``P mu_l = t_l`` exactly, as both the centers ``M`` and the circle points ``T`` sum to zero and the L - 1
+    centers span their subspace."""
+    m = centers.double()
+    big_l = len(m)
+    radius = float(m.norm(dim=1).mean())
+    angle = 2 * math.pi * torch.arange(big_l, dtype=torch.float64) / big_l
+    targets = radius * torch.stack([angle.cos(), angle.sin()], dim=1)
+    return targets.T @ torch.linalg.pinv(m.T)
+
+
+def pca_projection(features: torch.Tensor, dim: int = 2) -> torch.Tensor:
+    """The first ``dim`` principal axes of ``features`` (dim x d), for SCE, whose features have no fixed centers."""
+    z = features.double() - features.double().mean(dim=0)
+    return torch.linalg.svd(z, full_matrices=False).Vh[:dim]
+
+
+def _scatter(ax: Any, pts: torch.Tensor, y: torch.Tensor, title: str) -> Any:
+    out = ax.scatter(*(pts[:, i].numpy() for i in range(pts.shape[1])), c=y.numpy(), cmap="tab10", s=4, alpha=0.7)
+    ax.set_title(title, fontsize=9)
+    return out
+
+
+def _spread(value: float | None) -> str:
+    return "collapsed" if value is None else f"{value:.3f}"
 
 
 def _features_run(ctx: Context) -> Outcome:
     plt = pyplot()
     n = ctx.n_eval(_PLOT_N[ctx.scale])
     models: dict[str, dict[str, Any]] = {}
+    # the report's way: the standard models (mmc-table1's at cpu scale), MMC projected onto a circle
+    fig, axes = plt.subplots(1, 2, figsize=(11, 5))
+    for ax, (name, objective, options) in zip(axes, (("SCE", "sce", {}), ("MMC-10", "mmc", MMC10))):
+        config = model_config(ctx.scale, objective, options, mnist=True)
+        run_dir = train_shared(ctx, name, config)
+        x, y = test_images(ctx, config.dataset, n)
+        logits, z = outputs(run_dir, x, ctx.device)
+        if objective == "mmc":
+            centers = load_run(run_dir).objective.centers
+            assert isinstance(centers, torch.Tensor)
+            proj = circle_projection(centers)
+            how = "linear map of the MM centers onto a circle"
+        else:
+            proj = pca_projection(z)
+            how = "first two principal axes"
+        label = f"{name} {z.shape[1]}-d"
+        models[label] = {"run": str(run_dir), "dim": int(z.shape[1]), "projection": how,
+                         "accuracy": float((logits.argmax(1) == y).double().mean()), "density": density(z, y)}
+        _scatter(ax, z.double() @ proj.T, y, f"{label} ({how})\naccuracy {pct(models[label]['accuracy'])}%, "
+                 f"spread {_spread(models[label]['density'])}")
+        ax.set_aspect("equal")
+    fig.suptitle(f"Test-set features of the standard models, projected to 2-d ({n} points)")
+    ctx.figure(fig, "features_projected")
+    # beyond the report: models whose feature layer itself is 2-d or 3-d
     for dim in FEATURE_DIMS:
         fig = plt.figure(figsize=(11, 5))
         for k, (name, objective, options) in enumerate((("SCE", "sce", {}), ("MMC-10", "mmc", MMC10))):
@@ -714,49 +776,59 @@ def _features_run(ctx: Context) -> Outcome:
             run_dir = train_shared(ctx, f"{name} {dim}-d", config)
             x, y = test_images(ctx, config.dataset, n)
             logits, z = outputs(run_dir, x, ctx.device)
-            label = f"{name} {dim}-d"
-            models[label] = {"run": str(run_dir), "dim": dim, "accuracy": float((logits.argmax(1) == y).double().mean()),
-                             "density": density(z, y)}
+            label = f"{name} {dim}-d layer"
+            models[label] = {"run": str(run_dir), "dim": dim, "projection": "none",
+                             "accuracy": float((logits.argmax(1) == y).double().mean()), "density": density(z, y)}
             ax = fig.add_subplot(1, 2, k + 1, **({"projection": "3d"} if dim == 3 else {}))
-            pts = z.numpy()
-            scatter = ax.scatter(*(pts[:, i] for i in range(dim)), c=y.numpy(), cmap="tab10", s=4, alpha=0.7)
-            ax.set_title(f"{label}: accuracy {pct(models[label]['accuracy'])}%, spread {models[label]['density']:.3f}")
+            scatter = _scatter(ax, z.double(), y, f"{label}: accuracy {pct(models[label]['accuracy'])}%, "
+                               f"spread {_spread(models[label]['density'])}")
             if k == 1:
                 fig.colorbar(scatter, ax=ax, label="class")
-        fig.suptitle(f"Test-set features z ({dim}-d feature layer), {n} points")
+        fig.suptitle(f"Test-set features z of models with a {dim}-d feature layer, {n} points")
         ctx.figure(fig, f"features_{dim}d")
-    rows = [[m, str(v["dim"]), pct(v["accuracy"]), f"{v['density']:.3f}"] for m, v in models.items()]
-    sections = ["## Feature embeddings of SCE vs MMC (the report's Figs. 2-3)\n\nLeNet-5 with a 2-d and a 3-d "
-                "feature layer (the report does not state its dimension; for MMC with d = 2 < L - 1 our centers "
-                "are the seeded sphere optimisation, ten points on a circle of radius C_MM, like the report's "
-                "'isometric projection on a circle'). Spread: mean distance to the class mean over the mean "
-                "distance between class means (lower: denser classes, the report's 'higher sample density').\n\n"
-                + markdown_table(["model", "feature dim", "accuracy (%)", "spread"], rows)]
+    rows = [[m, str(v["dim"]), v["projection"], pct(v["accuracy"]), _spread(v["density"])] for m, v in models.items()]
+    sections = ["## Feature embeddings of SCE vs MMC (the report's Figs. 2-3)\n\nFirst, the standard models "
+                "(the report does not state its feature dimension or projection): SCE projected on its first two "
+                "principal axes; MMC by the linear map that sends the ten MM centers to ten equally spaced points on "
+                "a circle of radius C_MM (our reading of the report's 'isometric projection on a circle'). Beyond "
+                "the report, models whose feature layer itself is 2-d or 3-d (for MMC with d < L - 1 the centers "
+                "are our seeded sphere optimisation). Spread: mean distance to the class mean over the mean distance "
+                "between class means, in the model's own feature space (lower: denser classes, the report's "
+                "'higher sample density'); 'collapsed': every feature the same (the model did not train).\n\n"
+                + markdown_table(["model", "feature dim", "projection", "accuracy (%)", "spread"], rows)]
 
     def denser(res: dict[str, Any]) -> tuple[bool | None, str]:
-        pairs = [(d, res["models"][f"MMC-10 {d}-d"]["density"], res["models"][f"SCE {d}-d"]["density"])
-                 for d in FEATURE_DIMS]
-        return all(a < b for _, a, b in pairs), "; ".join(f"{d}-d: MMC {a:.3f} vs SCE {b:.3f}" for d, a, b in pairs)
+        mmc = [v for k, v in res["models"].items() if k.startswith("MMC-10") and v["projection"] != "none"][0]
+        sce = [v for k, v in res["models"].items() if k.startswith("SCE") and v["projection"] != "none"][0]
+        a, b = mmc["density"], sce["density"]
+        if a is None or b is None:
+            return False, f"spread MMC {_spread(a)} vs SCE {_spread(b)}"
+        return a < b, f"standard models, spread MMC {a:.3f} vs SCE {b:.3f}"
 
     def inter_class(res: dict[str, Any]) -> tuple[bool | None, str]:
         return None, "needs CIFAR-10 (cat/dog vs airplane); MNIST classes have no such similarity structure"
 
-    claims = [Claim("MMC gives a higher sample density (smaller spread relative to class separation) than SCE, "
-                    "in 2-d and 3-d", "A l.318", denser),
+    claims = [Claim("MMC gives a higher sample density (smaller spread relative to class separation) than SCE",
+                    "A l.318", denser),
               Claim("SCE features reflect inter-class similarity (CIFAR-10 cat/dog), MMC's fixed centers do not",
                     "A l.320", inter_class)]
-    deviations = _scale_deviations(ctx) + [("feature dimension and points", "not stated", f"2 and 3; {n} test points"),
-                                           ("CIFAR-10 part (Fig. 3)", "ResNet-32 on CIFAR-10", "not run")]
-    deviations += _sweep_deviation(ctx.scale, "50 epochs on all of MNIST")
+    deviations = _scale_deviations(ctx) + [
+        ("feature dimension, projection, points", "not stated ('isometric projection on a circle' for MMC)",
+         f"84-d (LeNet-5) projected as described; also 2-d and 3-d feature layers; {n} test points"),
+        ("CIFAR-10 part (Fig. 3)", "ResNet-32 on CIFAR-10", "not run")]
+    deviations += _sweep_deviation(ctx.scale, "50 epochs on all of MNIST (2-d / 3-d layer models)")
     return Outcome(sections, {"models": models, "n": n}, claims, deviations)
 
 
 RR_FEATURES = Recipe(
     "rr-features", "2-d and 3-d feature embeddings of SCE vs MMC (the reproducibility report's Figs. 2-3)", ("R7",), RR,
-    plans={"smoke": "synthetic, 1 epoch, four models", "cpu": "MNIST LeNet-5 with 2-d and 3-d features, "
-           "3 epochs on 20,000 images, SCE and MMC-10; 2,000 test points plotted",
-           "paper": "MNIST ResNet-32 with 2-d and 3-d features, 50 epochs (a GPU job)"},
-    times={"smoke": "~5 s", "cpu": "measured ~1 min", "paper": "~4 GPU hours"},
+    plans={"smoke": "synthetic, 1 epoch, six models", "cpu": "MNIST LeNet-5 SCE and MMC-10 of mmc-table1 (10 epochs, "
+           "84-d features projected to 2-d), and with 2-d and 3-d feature layers (3 epochs on 20,000 images); "
+           "2,000 test points plotted",
+           "paper": "MNIST ResNet-32 SCE and MMC-10 (256-d features projected to 2-d) and with 2-d and 3-d "
+                    "feature layers, 50 epochs (a GPU job)"},
+    times={"smoke": "~10 s", "cpu": "measured ~13 min training on the loaded machine (15 s cached)",
+           "paper": "~4 GPU hours"},
     run=_features_run)
 
 
@@ -840,7 +912,8 @@ def _hmmc_run(ctx: Context) -> Outcome:
     deviations = _scale_deviations(ctx, cifar_experiment=True) + [
         ("C1, C2 values", "'multiple values' (not listed)", "; ".join(f"({a:g}, {b:g})" for a, b in HMMC_GRID))]
     if ctx.scale != "paper":
-        deviations += [("class tree", "CIFAR-100: 20 superclasses x 5 classes", "MNIST: 5 pairs of digits (substitute)")]
+        deviations += [("class tree", "CIFAR-100: 20 superclasses x 5 classes",
+                        "MNIST: 5 pairs of digits (substitute)")]
     deviations += _sweep_deviation(ctx.scale, "200 epochs (CIFAR-100)")
     return Outcome(sections, {"models": models, "tree": tree, "n": n}, claims, deviations)
 
@@ -850,8 +923,9 @@ RR_HMMC = Recipe(
     plans={"smoke": "synthetic, 1 epoch, a substitute tree of digit pairs: MMC-10, MMC-10(rand), six HMMC",
            "cpu": "MNIST LeNet-5, 3 epochs on 20,000 images, substitute tree of five digit pairs: MMC-10, "
                   "MMC-10(rand), six HMMC (C1, C2)",
-           "paper": "CIFAR-100 ResNet-32, 200 epochs, the real superclass tree (a GPU job; needs your CIFAR-100 files)"},
-    times={"smoke": "~5 s", "cpu": "~15 min", "paper": "~25 GPU hours"},
+           "paper": "CIFAR-100 ResNet-32, 200 epochs, the real superclass tree (a GPU job; needs your CIFAR-100 "
+                    "files)"},
+    times={"smoke": "~5 s", "cpu": "measured 21 min on the loaded machine (16 s cached)", "paper": "~25 GPU hours"},
     run=_hmmc_run)
 
 RR_RECIPES: tuple[Recipe, ...] = (RR_TIMING, RR_OPTIMIZERS, RR_UNCERTAINTY, RR_LSE, RR_CMM, RR_FEATURES, RR_HMMC)

@@ -102,14 +102,16 @@ def test_channels_last_training_matches_contiguous(data: tuple[torch.Tensor, ...
         t = Trainer(TrainConfig(epochs=1, lr=0.05, batch_size=64), tmp_path / str(layout), device="cpu",
                     progress=False, channels_last=layout)
         assert t.channels_last is layout
-        t.train_epoch(0, x[:1000], y[:1000], augment=False)
+        t.train_epoch(0, x[:512], y[:512], augment=False)
         models.append(t.model.eval())
     a, b = (m.state_dict() for m in models)
-    # measured: 2.2e-8 after 16 SGD steps
-    assert max(float((a[k] - b[k]).abs().max()) for k in a) <= 1e-4
+    diff = max(float((a[k] - b[k]).abs().max()) for k in a)
     with torch.no_grad():
-        assert torch.equal(models[0](xt).argmax(1), models[1](xt).argmax(1)) or \
-            float((models[0](xt).argmax(1) != models[1](xt).argmax(1)).float().mean()) <= 0.01
+        disagree = float((models[0](xt).argmax(1) != models[1](xt).argmax(1)).float().mean())
+    print(f"max weight difference {diff:.1e}, predictions differing on {disagree:.3f} of 200 test points")
+    # measured: 2.2e-8 after 31 SGD steps (2000 images), 7.5e-9 after 8 (512 images); predictions equal
+    assert diff <= 1e-4
+    assert disagree <= 0.01
 
 
 # ----------------------------------------------------------------------------------------------------- amp
@@ -145,7 +147,8 @@ def test_amp_training_adversary_and_fp32_training_step(trained: Classifier, data
         batches[amp] = adversary(x, y)[0]
     with torch.no_grad():
         losses = {k: float(trained.objective.loss(trained.features(v), y)) for k, v in batches.items()}
-    # measured: training loss on the crafted batch 2.41 (fp32) vs 2.41 (bf16), |diff| < 0.01
+    print(f"training loss on the crafted batch: fp32 {losses[None]:.4f}, bf16 {losses['bf16']:.4f}")
+    # measured: training loss on the crafted batch 0.8317 (fp32) vs 0.8295 (bf16): 0.3 % apart
     assert abs(losses["bf16"] - losses[None]) <= 0.05 * losses[None]
     with autocast(CPU, None):   # fp32: a no-op context
         assert trained(x[:2]).dtype == torch.float32

@@ -219,3 +219,20 @@ def test_cli_records_precision_and_layout(capsys: pytest.CaptureFixture[str], tm
     result = json.loads((run / "eval" / "custom.json").read_text())
     assert result["precision"] == "fp32" and result["channels_last"] is False
     assert json.loads((run / "eval" / "custom.robustbench.json").read_text())["precision"] == "fp32"
+
+
+def test_resume_with_another_layout_warns(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "run"
+    train_run(TrainConfig(epochs=1, train_limit=128), out, progress=False, device="cpu", channels_last=False)
+    assert json.loads((out / "runtime.json").read_text())["channels_last"] is False
+    capsys.readouterr()
+    train_run(TrainConfig(epochs=2, train_limit=128), tmp_path / "other", progress=False, device="cpu")
+    assert "channels_last" not in capsys.readouterr().err               # a fresh run: nothing to warn about
+    state = load_checkpoint(out / "checkpoint.pt")
+    state["config"]["epochs"], state["complete"] = 2, False   # extend the finished run by one epoch
+    save_checkpoint(out / "checkpoint.pt", state)
+    (out / "config.json").write_text(json.dumps(state["config"]))
+    train_run(TrainConfig(epochs=2, train_limit=128), out, resume=True, progress=False, device="cpu")
+    err = capsys.readouterr().err
+    assert "trained with channels_last=False and resumes with True" in err and "--no-channels-last" in err
+    assert json.loads((out / "runtime.json").read_text())["channels_last"] is True

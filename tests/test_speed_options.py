@@ -102,14 +102,16 @@ def test_channels_last_training_matches_contiguous(data: tuple[torch.Tensor, ...
         t = Trainer(TrainConfig(epochs=1, lr=0.05, batch_size=64), tmp_path / str(layout), device="cpu",
                     progress=False, channels_last=layout)
         assert t.channels_last is layout
-        t.train_epoch(0, x[:1000], y[:1000], augment=False)
+        t.train_epoch(0, x[:512], y[:512], augment=False)
         models.append(t.model.eval())
     a, b = (m.state_dict() for m in models)
-    # measured: 2.2e-8 after 16 SGD steps
-    assert max(float((a[k] - b[k]).abs().max()) for k in a) <= 1e-4
+    diff = max(float((a[k] - b[k]).abs().max()) for k in a)
     with torch.no_grad():
-        assert torch.equal(models[0](xt).argmax(1), models[1](xt).argmax(1)) or \
-            float((models[0](xt).argmax(1) != models[1](xt).argmax(1)).float().mean()) <= 0.01
+        disagree = float((models[0](xt).argmax(1) != models[1](xt).argmax(1)).float().mean())
+    print(f"max weight difference {diff:.1e}, predictions differing on {disagree:.3f} of 200 test points")
+    # measured: 2.2e-8 after 31 SGD steps (2000 images), 7.5e-9 after 8 (512 images); predictions equal
+    assert diff <= 1e-4
+    assert disagree <= 0.01
 
 
 # ----------------------------------------------------------------------------------------------------- amp
@@ -145,7 +147,8 @@ def test_amp_training_adversary_and_fp32_training_step(trained: Classifier, data
         batches[amp] = adversary(x, y)[0]
     with torch.no_grad():
         losses = {k: float(trained.objective.loss(trained.features(v), y)) for k, v in batches.items()}
-    # measured: training loss on the crafted batch 2.41 (fp32) vs 2.41 (bf16), |diff| < 0.01
+    print(f"training loss on the crafted batch: fp32 {losses[None]:.4f}, bf16 {losses['bf16']:.4f}")
+    # measured: training loss on the crafted batch 0.8317 (fp32) vs 0.8295 (bf16): 0.3 % apart
     assert abs(losses["bf16"] - losses[None]) <= 0.05 * losses[None]
     with autocast(CPU, None):   # fp32: a no-op context
         assert trained(x[:2]).dtype == torch.float32
@@ -216,3 +219,20 @@ def test_cli_records_precision_and_layout(capsys: pytest.CaptureFixture[str], tm
     result = json.loads((run / "eval" / "custom.json").read_text())
     assert result["precision"] == "fp32" and result["channels_last"] is False
     assert json.loads((run / "eval" / "custom.robustbench.json").read_text())["precision"] == "fp32"
+
+
+def test_resume_with_another_layout_warns(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "run"
+    train_run(TrainConfig(epochs=1, train_limit=128), out, progress=False, device="cpu", channels_last=False)
+    assert json.loads((out / "runtime.json").read_text())["channels_last"] is False
+    capsys.readouterr()
+    train_run(TrainConfig(epochs=2, train_limit=128), tmp_path / "other", progress=False, device="cpu")
+    assert "channels_last" not in capsys.readouterr().err               # a fresh run: nothing to warn about
+    state = load_checkpoint(out / "checkpoint.pt")
+    state["config"]["epochs"], state["complete"] = 2, False   # extend the finished run by one epoch
+    save_checkpoint(out / "checkpoint.pt", state)
+    (out / "config.json").write_text(json.dumps(state["config"]))
+    train_run(TrainConfig(epochs=2, train_limit=128), out, resume=True, progress=False, device="cpu")
+    err = capsys.readouterr().err
+    assert "trained with channels_last=False and resumes with True" in err and "--no-channels-last" in err
+    assert json.loads((out / "runtime.json").read_text())["channels_last"] is True

@@ -2,8 +2,8 @@
 
 A run folder holds one run: ``config.json`` (the :class:`TrainConfig`),
 ``checkpoint.pt`` (written atomically after every epoch), ``log.jsonl``,
-``runtime.json`` (thread count, world size and torch version of the training
-process) and ``eval/NAME.{json,md,robustbench.json}`` (evaluation results,
+``runtime.json`` (thread count, world size, torch version, weight layout and
+precisions of the training process) and ``eval/NAME.{json,md,robustbench.json}`` (evaluation results,
 computed from the per-example rows in ``eval/NAME.rows/``).
 
 * Training into a folder that holds a *different* run is refused unless

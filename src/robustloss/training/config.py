@@ -82,7 +82,8 @@ class TrainConfig:
     # mixed precision of the forward passes that *craft* adversarial training examples: None (fp32, the
     # default: every run before this option), "bf16" or "fp16" (torch.autocast; the attack losses, the
     # training step and every evaluation stay fp32). Part of the config (and of a run's cache key when
-    # set): it changes the training examples, hence the weights.
+    # set): it changes the training examples, hence the weights. Fast only with native low-precision kernels
+    # (AVX-512 BF16 / AMX, GPUs); fp16 input gradients may underflow where bf16's range does not.
     amp: str | None = None
 
     def __post_init__(self) -> None:

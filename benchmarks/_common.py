@@ -121,7 +121,7 @@ def ratio(times: Times, num: str, den: str, *, target: float | None, throughput:
 def trainer(config: TrainConfig, folder: str, channels_last: bool | None = None) -> Trainer:
     """A silent CPU :class:`Trainer` of ``config`` (``folder`` is where ``fit`` would write; nothing is written).
 
-    ``channels_last``: the weights' layout (``None``: the package default, on for conv backbones on the CPU).
+    ``channels_last``: the weights' layout (``None``: the package default, contiguous).
     """
     return Trainer(config, folder, device="cpu", progress=False, log=lambda _msg: None, channels_last=channels_last)
 

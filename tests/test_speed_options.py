@@ -76,9 +76,9 @@ def test_channels_last_logits_and_input_gradients_match(objective: str, model: s
 
 def test_channels_last_default_and_layout() -> None:
     lenet, mlp = _model(), nn.Sequential(nn.Flatten(), nn.Linear(784, 10))
-    assert resolve_channels_last(None, CPU, lenet) is True
-    assert resolve_channels_last(None, torch.device("cuda"), lenet) is False   # off on CUDA unless asked
-    assert resolve_channels_last(None, CPU, mlp) is False                       # nothing to convert
+    assert resolve_channels_last(None, CPU, lenet) is False                     # opt-in (device.py says why)
+    assert resolve_channels_last(None, torch.device("cuda"), lenet) is False
+    assert resolve_channels_last(None, CPU, mlp) is False
     assert resolve_channels_last(True, torch.device("cuda"), lenet) is True
     assert resolve_channels_last(False, CPU, lenet) is False
     with pytest.raises(UserError, match="channels_last"):
@@ -207,7 +207,8 @@ def test_cli_bad_amp_is_one_line_exit_2(extra: list[str], message: str, capsys: 
 def test_cli_records_precision_and_layout(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     run = tmp_path / "run"
     code, _, err = run_cli(capsys, "train", "--out", str(run), "--device", "cpu", "--no-progress", "--epochs", "1",
-                           "--train-limit", "256", "--at", "fgsm", "--at-eps", "0.1", "--amp", "bf16")
+                           "--train-limit", "256", "--at", "fgsm", "--at-eps", "0.1", "--amp", "bf16",
+                           "--channels-last")
     assert code == 0, err
     runtime = json.loads((run / "runtime.json").read_text())
     assert runtime["channels_last"] is True and runtime["crafting_precision"] == "bf16"
@@ -223,8 +224,8 @@ def test_cli_records_precision_and_layout(capsys: pytest.CaptureFixture[str], tm
 
 def test_resume_with_another_layout_warns(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "run"
-    train_run(TrainConfig(epochs=1, train_limit=128), out, progress=False, device="cpu", channels_last=False)
-    assert json.loads((out / "runtime.json").read_text())["channels_last"] is False
+    train_run(TrainConfig(epochs=1, train_limit=128), out, progress=False, device="cpu", channels_last=True)
+    assert json.loads((out / "runtime.json").read_text())["channels_last"] is True
     capsys.readouterr()
     train_run(TrainConfig(epochs=2, train_limit=128), tmp_path / "other", progress=False, device="cpu")
     assert "channels_last" not in capsys.readouterr().err               # a fresh run: nothing to warn about
@@ -234,5 +235,5 @@ def test_resume_with_another_layout_warns(tmp_path: Path, capsys: pytest.Capture
     (out / "config.json").write_text(json.dumps(state["config"]))
     train_run(TrainConfig(epochs=2, train_limit=128), out, resume=True, progress=False, device="cpu")
     err = capsys.readouterr().err
-    assert "trained with channels_last=False and resumes with True" in err and "--no-channels-last" in err
-    assert json.loads((out / "runtime.json").read_text())["channels_last"] is True
+    assert "trained with channels_last=True and resumes with False" in err and "--channels-last" in err
+    assert json.loads((out / "runtime.json").read_text())["channels_last"] is False

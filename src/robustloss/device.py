@@ -57,19 +57,20 @@ def has_conv(model: nn.Module) -> bool:
 def resolve_channels_last(requested: bool | None, device: torch.device, model: nn.Module) -> bool:
     """Whether to store ``model``'s 4-D weights channels-last (NHWC).
 
-    ``requested`` ``None`` (the default, ``--channels-last`` not given): on for a
-    convolutional model on the CPU, off on CUDA (not measured there) and for models
-    without convolutions.  ``True`` / ``False`` is taken as given.  On the CPU, oneDNN's
-    convolution kernels for channels-last tensors are faster, above all the input
-    gradient of a 1-channel first convolution that every attack step computes
-    (BENCHMARKS.md, "Speed options"); the logits agree with the contiguous model's to
-    float rounding (same operations, other summation order; ``tests/test_speed_options.py``).
+    ``requested`` ``None`` (the default, ``--channels-last`` not given): off.  ``True`` /
+    ``False`` is taken as given.  It is opt-in because on the reference machine (AVX2,
+    torch 2.13.0) training our ResNet-v2 of width 4 with channels-last weights corrupts
+    the heap inside oneDNN (``free(): invalid next size``, the process aborts; widths 8
+    and 16 and LeNet-5 ran), and the gain there was small (LeNet-5 AT epoch 0.93x,
+    BENCHMARKS.md "Speed options"); the issue measured 0.48x per PGD step on AVX-512
+    hardware.  Where it runs, the logits agree with the contiguous model's to float
+    rounding (same operations, other summation order; ``tests/test_speed_options.py``).
     """
     if requested is not None:
         if not isinstance(requested, bool):
             raise UserError(f"channels_last must be true, false or null (auto), got {requested!r}")
         return requested
-    return device.type == "cpu" and has_conv(model)
+    return False
 
 
 def apply_channels_last(model: nn.Module, on: bool) -> nn.Module:

@@ -179,8 +179,8 @@ def train_run(config: TrainConfig, run_dir: str | Path, *, resume: bool = False,
     or a refusal) is broadcast, so a refused start stops every rank with the same
     error.  ``backend``: ``auto`` (``nccl`` on CUDA, ``gloo`` on the CPU), ``gloo``
     or ``nccl``; ``sync_bn`` converts BatchNorm layers to ``SyncBatchNorm``.
-    ``channels_last``: the weights' memory layout while training (``None``: on for
-    convolutional backbones on the CPU, :func:`robustloss.device.resolve_channels_last`);
+    ``channels_last``: the weights' memory layout while training (``None``: contiguous,
+    :func:`robustloss.device.resolve_channels_last` says why);
     a runtime option recorded in ``runtime.json``, not part of the config.
     """
     run_dir = Path(run_dir)
@@ -330,8 +330,8 @@ def evaluate_run(run_dir: str | Path, suite: list[AttackSpec], *, name: str, n: 
     writes (every rank returns the summary).
 
     Every evaluation runs in fp32 (``"precision"`` in the result); ``channels_last``
-    sets the model's weight layout (``None``: on for convolutional backbones on the
-    CPU, :func:`robustloss.device.resolve_channels_last`; the logits agree with the
+    sets the model's weight layout (``None``: contiguous,
+    :func:`robustloss.device.resolve_channels_last`; the logits agree with the
     contiguous model's to float rounding) and is recorded as ``"channels_last"``.
     """
     run_dir = Path(run_dir)

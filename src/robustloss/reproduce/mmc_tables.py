@@ -650,7 +650,7 @@ def _t5_mnist(dataset: str, objective: str, options: dict[str, Any], n: int) -> 
 
 
 def _t5_synthetic(dataset: str, objective: str, options: dict[str, Any], n: int) -> TrainConfig:
-    # width 8, not 4: with channels-last weights (the CPU default) a 4-channel ResNet aborts inside oneDNN
+    # width 8, not 4: with channels-last weights (--channels-last) a 4-channel ResNet aborts inside oneDNN
     return replace(_synthetic_config(objective, options, None), model="resnet", train_limit=256,
                    model_options={"n": n, "width": 8, "feature_dim": 32})
 

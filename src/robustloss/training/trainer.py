@@ -133,7 +133,7 @@ class Trainer:
     ``sync_bn`` then converts BatchNorm layers to ``SyncBatchNorm``.
     ``channels_last`` (a runtime option, not part of the config): store the weights
     channels-last; ``None`` decides by :func:`robustloss.device.resolve_channels_last`
-    (on for convolutional backbones on the CPU).
+    (off unless asked: opt-in, see there).
     """
 
     def __init__(self, config: TrainConfig, run_dir: str | Path, *, device: str = "auto",

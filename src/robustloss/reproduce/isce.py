@@ -315,7 +315,7 @@ def gain_survives(results: dict[str, Any]) -> tuple[bool | None, str]:
             gains = [_acc(results, dataset, "I-SCE", c) - _acc(results, dataset, "SCE", c) for c in paper_cols]
             g = _acc(results, dataset, "I-SCE", st) - _acc(results, dataset, "SCE", st)
             holds &= g >= 5.0
-            parts.append(f"{dataset} {st.replace('strongest', 'eps') if st != 'strongest' else 'unbounded'}: "
+            parts.append(f"{dataset} {st.replace('strongest ', '') if st != 'strongest' else 'unbounded'}: "
                          f"paper's attack {min(gains):+.1f} to {max(gains):+.1f}, strongest {g:+.1f}")
     return holds, "; ".join(parts)
 

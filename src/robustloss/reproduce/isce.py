@@ -592,21 +592,21 @@ TABLES = (
     Table("isce-table7", 7, "I9", "deepfool", "shallow", ("mnist", "cifar10"), "DeepFool on shallow networks"),
 )
 
-_CPU_TIMES = {"isce-table1": "measured: see docs/reproductions/isce-table1 (shares isce-table5's models and "
-                             "evaluations)",
-              "isce-table3": "measured: see docs/reproductions/isce-table3 (shares isce-table7's)",
-              "isce-table4": "estimated ~30 min after isce-table5's models (SimBA 300 queries + L-inf ensemble, "
-                             "2 eps, 8 models, 500 points)",
-              "isce-table5": "estimated ~45 min: 4 models of its own (10 epochs; AT 3 epochs of PGD-10), the others "
-                             "shared with mmc-table1; evaluations ~15 min",
-              "isce-table7": "estimated ~20 min of DeepFool + C&W after isce-table5's models"}
+_CPU_TIMES = {"isce-table1": "measured 12 s on isce-table5's models and evaluations (shared); ~38 min alone",
+              "isce-table3": "measured 12 s on isce-table7's evaluations (shared); ~15 min after isce-table5's models",
+              "isce-table4": "measured 6 min on isce-table5's models (SimBA 300 queries + L-inf ensemble, 2 eps, "
+                             "4 models, 300 points)",
+              "isce-table5": "measured ~38 min end to end with --threads 1 on the loaded 2-core machine (ArcFace and "
+                             "label smoothing, ~60 s per epoch, trained in parallel; evaluations ~30 min)",
+              "isce-table7": "measured ~15 min of DeepFool + C&W after isce-table5's models (incl. waiting for them)"}
 
 
 def _table_recipe(table: Table) -> Recipe:
     cifar_only = table.datasets == ("cifar10",)
     plans = {"smoke": "synthetic 16x16 data, SCE and I-SCE, 1 epoch on 512 images, 16 test points, reduced budgets",
              "paper": f"{' and '.join(table.datasets)}, the paper's network, 8 models, all 10,000 test images"}
-    times = {"smoke": "measured ~2-5 s", "paper": "estimated: MNIST ResNet-32 ~1 GPU hour per model; CIFAR-10 "
+    times = {"smoke": "measured ~1-2 s of CPU each (models shared)",
+             "paper": "estimated: MNIST ResNet-32 ~1 GPU hour per model; CIFAR-10 "
                                                   "ResNet-32 200 epochs ~4 GPU hours per model (AT ~7x)"}
     if not cifar_only:
         plans["cpu"] = ("MNIST, LeNet-5, I-SCE, SCE, ArcFace, Label smoothing (mmc-table1's MNIST recipe), "
@@ -873,7 +873,8 @@ ISCE_FIG3 = Recipe(
     plans={"smoke": "synthetic data, 2 x 1 grid, 1 epoch on 256 images, 16 test points",
            "cpu": "MNIST, LeNet-5, 3 x 3 grid (s 1/1.5/2, m 0.02/0.06/0.1), 3 epochs on 10,000 images, 200 test points",
            "paper": "MNIST, LeNet-5 recipe at 40 epochs, 5 x 5 grid, 1,000 test points"},
-    times={"smoke": "measured ~3 s", "cpu": "estimated ~15 min (9 short trainings + DeepFool/PGD on 200 points)",
+    times={"smoke": "measured ~3 s", "cpu": "measured 27 min with --threads 1 on the loaded 2-core machine (9 short "
+                                            "trainings + DeepFool/PGD on 200 points)",
            "paper": "estimated ~3 CPU hours"},
     run=_fig3_run)
 ISCE_FIG4 = Recipe(
@@ -881,7 +882,8 @@ ISCE_FIG4 = Recipe(
     plans={"smoke": "synthetic data, SCE and I-SCE, 1 epoch on 256 images, 64 test points",
            "cpu": "MNIST, LeNet-5 with 3-d features, 3 epochs on 20,000 images, 1,000 test points",
            "paper": "MNIST, 40 epochs, 2,000 test points"},
-    times={"smoke": "measured ~2 s", "cpu": "estimated ~5 min", "paper": "estimated ~1 CPU hour"},
+    times={"smoke": "measured ~2 s", "cpu": "measured 11 min (3 trainings of 3 epochs)",
+           "paper": "estimated ~1 CPU hour"},
     run=_fig4_run)
 ISCE_FIG5 = Recipe(
     "isce-fig5", "the surface z(s, m) of App. A.2 from the paper's constants and ours (I-SCE paper Fig. 5)",
@@ -889,7 +891,7 @@ ISCE_FIG5 = Recipe(
     plans={"smoke": "the paper's constants; ours from the smoke I-SCE model",
            "cpu": "the paper's constants; ours from isce-table5's I-SCE model (shared), 1,000 test images",
            "paper": "the paper's constants; ours from the paper-scale LeNet-5 I-SCE model"},
-    times={"smoke": "measured ~2 s", "cpu": "seconds once isce-table5's I-SCE model is trained (~5 min if not)",
+    times={"smoke": "measured ~2 s", "cpu": "measured 34 s with isce-table5's I-SCE model (~6 min to train it if not)",
            "paper": "seconds after training"},
     run=_fig5_run)
 

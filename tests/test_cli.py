@@ -27,7 +27,7 @@ BAD = [
                  "data dir /nonexistent does not exist"),
     (("train", "--device", "tpu", "--out", "{tmp}/r"), "unknown device 'tpu'"),
     (("evaluate", "{tmp}"), "is not a run folder"),
-    (("reproduce", "table9"), "unknown recipe 'table9'; valid choices: all, cifar10-table1, mmc-centers, mmc-table1"),
+    (("reproduce", "table9"), "unknown recipe 'table9'; valid choices: all, cifar10-table1, isce-fig3, isce-fig4"),
     (("list", "metrics"), "invalid choice: 'metrics'"),
     (("train",), "the following arguments are required: --out"),
 ]

@@ -559,10 +559,11 @@ def _deviations(ctx: Context, s: IsceScale, table: Table) -> list[tuple[str, str
             "momentum SGD 0.9, lr 0.01, batch 128, 10 epochs (AT: 3), mmc-table1's MNIST recipe (shared models)"),
            ("ArcFace", "s, m not stated", "s = 16, m = 0.2 (Deng et al.'s s = 64, m = 0.5 collapses to chance on "
                                          "LeNet-5 / MNIST with this recipe)"),
-           ("AT", "Madry et al. 2018 (settings not stated)", "untargeted 10-step L-inf PGD-AT, eps 0.1 step 0.025"
-            if ctx.scale != "paper" else "untargeted 10-step L-inf PGD-AT (MNIST eps 0.3 step 0.01; CIFAR-10 8/255, "
-            "2/255)"),
            ("test points", "not stated", f"the first {s.df_n or s.n if table.attack == 'deepfool' else s.n}")]
+    if "AT (SCE)" in s.rows:
+        out.append(("AT", "Madry et al. 2018 (settings not stated)", "untargeted 10-step L-inf PGD-AT, eps 0.1 step "
+                    "0.025" if ctx.scale != "paper" else "untargeted 10-step L-inf PGD-AT (MNIST eps 0.3 step 0.01; "
+                    "CIFAR-10 8/255, 2/255)"))
     if table.network == "deep" and ctx.scale != "paper":
         out.append(("network", "ResNet-32 (five stages, l.45)", "LeNet-5 (the shallow network of Tables 5-7: the "
                                                                 "cpu scale trains no ResNet)"))

@@ -35,7 +35,6 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -46,7 +45,7 @@ from robustloss.evaluation.suite import AttackSpec
 from robustloss.reproduce.framework import (Claim, Context, Outcome, Recipe, mnist_config, pct, pgd_at, pyplot,
                                             robustness_panels)
 from robustloss.reproduce.papers.isce_paper import (F_TRUE, ISCE_PAPER, LOST_ROW, M_CHOSEN, S_CHOSEN, SIMBA_QUERIES,
-                                                    SUM_OTHERS, T7_COLUMNS)
+                                                    SUM_OTHERS)
 from robustloss.runs import load_run
 from robustloss.training.config import TrainConfig
 

@@ -480,15 +480,18 @@ def transfer_spec(attack: str, eps: float, steps: int, step: float) -> AttackSpe
     return AttackSpec(f"{attack.upper()}{steps} un eps={eps:.4g}", attack, params)
 
 
-def draw_matrix(ax: Any, names: Sequence[str], matrix: dict[tuple[str, str], float], title: str) -> None:
-    """A substitute (rows) x target (columns) heatmap of accuracies with the percentage in every cell."""
+def draw_matrix(ax: Any, names: Sequence[str], matrix: dict[tuple[str, str], float], title: str,
+                labels: Sequence[str] | None = None) -> None:
+    """A substitute (rows) x target (columns) heatmap of accuracies with the percentage in every cell
+    (tick ``labels``: the ``names`` unless given)."""
     values = [[100 * matrix[(s, t)] for t in names] for s in names]
+    ticks = [n.replace(" (", "\n(") for n in (labels if labels is not None else names)]
     image = ax.imshow(values, cmap="viridis", vmin=0, vmax=100)
     for i, row in enumerate(values):
         for j, v in enumerate(row):
             ax.text(j, i, f"{v:.1f}", ha="center", va="center", fontsize=8, color="white" if v < 60 else "black")
-    ax.set_xticks(range(len(names)), [n.replace(" (", "\n(") for n in names], fontsize=7, rotation=30)
-    ax.set_yticks(range(len(names)), [n.replace(" (", "\n(") for n in names], fontsize=7)
+    ax.set_xticks(range(len(names)), ticks, fontsize=7, rotation=30)
+    ax.set_yticks(range(len(names)), ticks, fontsize=7)
     ax.set_xlabel("target model")
     ax.set_ylabel("substitute model")
     ax.set_title(title, fontsize=9)
@@ -666,9 +669,11 @@ def transfer_command(run_dirs: Sequence[str], attack: str, *, n: int | None = 10
     text = (f"# Transfer matrix: {spec.label}\n\nAccuracy (%) of each target (column) on the first {len(x)} "
             f"{dataset} test images crafted on each substitute (row) with the substitute's own adaptive loss (last "
             "iterate); the diagonal is the white-box attack.\n\n"
-            + matrix_markdown(names, matrix, [("clean", clean)]))
+            + matrix_markdown(names, matrix, [("clean", clean)])
+            + "\nObjectives: " + ", ".join(f"{r}: {c.objective} ({c.model})" for r, c in configs.items()) + "\n")
     fig, ax = plt.subplots(figsize=(1.6 * len(names) + 3, 1.3 * len(names) + 2.5))
-    draw_matrix(ax, names, matrix, f"transfer {spec.label}, {len(x)} {dataset} test images")
+    draw_matrix(ax, names, matrix, f"transfer {spec.label}, {len(x)} {dataset} test images",
+                [f"{Path(r).name} ({configs[r].objective})" for r in names])
     fig.tight_layout()
     out_dir.mkdir(parents=True, exist_ok=True)
     stem = out_dir / f"transfer-{spec.attack}"

@@ -133,3 +133,30 @@ def check_png(path: Path) -> None:
     pixels = mpimg.imread(str(path))
     assert pixels.ndim == 3 and pixels.shape[0] > 100 and pixels.shape[1] > 100
     assert float(pixels[..., :3].var()) > 1e-3, f"{path} is (nearly) a single colour"
+
+
+def check_recipe_outputs(out: Path, name: str, scale: str = "smoke",
+                         verdicts: set[str] | None = None) -> tuple[str, dict[str, Any]]:
+    """The report and results of recipe ``name`` in ``out``, after the checks every recipe must pass.
+
+    results.json is strict JSON naming the recipe and scale; every figure is a valid,
+    non-trivial PNG linked from report.md; the report states its scale, says when it is
+    not the paper's setting, and ends with the paper's claims, each with a verdict in
+    ``verdicts`` (default: yes / no / not at this scale).
+    """
+    from robustloss.reproduce.framework import NOT_AT_SCALE
+
+    report = (out / "report.md").read_text()
+    results = strict_json(out / "results.json")
+    assert results["recipe"] == name and results["scale"] == scale
+    assert results["figures"], "every recipe draws at least one figure"
+    for fig in results["figures"]:
+        check_png(out / fig)
+        assert f"]({fig})" in report
+    assert report.startswith(f"# {name}:")
+    if scale != "paper":
+        assert "This is not the paper's setting" in report
+    assert "## The paper's claims, checked on our numbers" in report or "## The paper's figure" in report
+    allowed = verdicts if verdicts is not None else {"yes", "no", NOT_AT_SCALE}
+    assert results["claims"] and {c["verdict"] for c in results["claims"]} <= allowed
+    return report, results

@@ -16,27 +16,17 @@ from robustloss.reproduce.mmc import T1_SCALES, algorithm1
 from robustloss.reproduce.papers.mmc_paper import MMC_PAPER
 from robustloss.training.config import TrainConfig
 
-from conftest import check_png, strict_json  # noqa: E402
+from conftest import check_recipe_outputs  # noqa: E402
 
 pytest.importorskip("matplotlib")
 
 
 def _check_outputs(out: Path, name: str, scale: str) -> tuple[str, dict[str, Any]]:
-    report = (out / "report.md").read_text()
-    results = strict_json(out / "results.json")
+    report, results = check_recipe_outputs(out, name, scale)
     for key in ("recipe", "experiments", "scale", "wall_time_s", "claims", "figures", "results", "deviations",
                 "diagnostics", "runs", "command"):
         assert key in results, key
-    assert results["recipe"] == name and results["scale"] == scale
-    assert results["figures"], "every recipe draws at least one figure"
-    for fig in results["figures"]:
-        check_png(out / fig)
-        assert f"]({fig})" in report
-    assert report.startswith(f"# {name}:") and f"**Scale: `{scale}`**" in report
-    if scale != "paper":
-        assert "This is not the paper's setting" in report
-    assert "## The paper's claims, checked on our numbers" in report
-    assert all(c["verdict"] in ("yes", "no", NOT_AT_SCALE) for c in results["claims"]) and results["claims"]
+    assert f"**Scale: `{scale}`**" in report
     return report, results
 
 

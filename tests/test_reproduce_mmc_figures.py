@@ -17,22 +17,14 @@ from robustloss.reproduce.mmc_figures import F3B_ATTACKS, F3B_SCALES, FIG_MODELS
 from robustloss.runs import load_run, train_run
 from robustloss.training.config import TrainConfig
 
-from conftest import check_png, run_cli, strict_json  # noqa: E402
+from conftest import check_png, check_recipe_outputs, run_cli, strict_json  # noqa: E402
 
 pytest.importorskip("matplotlib")
 
 
 def _check(out: Path, name: str) -> tuple[str, dict[str, Any]]:
-    report = (out / "report.md").read_text()
-    results = strict_json(out / "results.json")
-    assert results["recipe"] == name and results["scale"] == "smoke"
-    assert results["figures"]
-    for fig in results["figures"]:
-        check_png(out / fig)
-        assert f"]({fig})" in report
-    assert report.startswith(f"# {name}:") and "This is not the paper's setting" in report
+    report, results = check_recipe_outputs(out, name, verdicts={NOT_AT_SCALE})
     assert "## The paper's figure" in report and "## Deviations from the paper" in report
-    assert results["claims"] and {c["verdict"] for c in results["claims"]} == {NOT_AT_SCALE}
     return report, results
 
 

@@ -16,25 +16,19 @@ from robustloss.reproduce.mmc_tables import (BB_SCALES, LINF_SCALE, T2_SCALES, T
                                              cw_columns, spsa_columns)
 from robustloss.reproduce.papers.mmc_paper import MMC_PAPER, T2_COLUMNS
 
-from conftest import check_png, strict_json  # noqa: E402
+from conftest import check_recipe_outputs  # noqa: E402
 
 pytest.importorskip("matplotlib")
 NAMES = ("mmc-table2", "mmc-table3", "mmc-table4", "mmc-table5")
 
 
 def _outputs(out: Path, name: str) -> tuple[str, dict[str, Any]]:
-    report = (out / "report.md").read_text()
-    saved = strict_json(out / "results.json")
-    assert saved["recipe"] == name and saved["scale"] == "smoke" and saved["figures"]
-    for fig in saved["figures"]:
-        check_png(out / fig)
-        assert f"]({fig})" in report
+    # smoke-scale models are untrained: every claim is decided as "not at this scale"
+    report, saved = check_recipe_outputs(out, name, verdicts={NOT_AT_SCALE})
     assert "robustness_curve.png" in saved["figures"]
     for section in ("This is not the paper's setting", "## Deviations from the paper", "## Gradient-masking diagnostics",
                     "### Warnings", "## Honest columns", "## The paper's claims, checked on our numbers"):
         assert section in report, (name, section)
-    # smoke-scale models are untrained: every claim is decided as "not at this scale"
-    assert saved["claims"] and {c["verdict"] for c in saved["claims"]} == {NOT_AT_SCALE}
     return report, saved
 
 

@@ -16,22 +16,13 @@ from robustloss.reproduce.papers.pc_paper import PC_PAPER
 from robustloss.reproduce.pc import (ABLATION, CE_MAIN, PC_MAIN, PC_SCALES, VARIANTS, baseline_of, pc_config,
                                      strong_suite)
 
-from conftest import check_png, shared_file, strict_json  # noqa: E402
+from conftest import check_recipe_outputs, shared_file  # noqa: E402
 
 pytest.importorskip("matplotlib")
 
 
 def _outputs(out: Path, name: str) -> tuple[str, dict[str, Any]]:
-    report = (out / "report.md").read_text()
-    saved = strict_json(out / "results.json")
-    assert saved["recipe"] == name and saved["scale"] == "smoke" and saved["figures"]
-    for fig in saved["figures"]:
-        check_png(out / fig)
-        assert f"]({fig})" in report
-    assert report.startswith(f"# {name}:") and "This is not the paper's setting" in report
-    assert "## The paper's claims, checked on our numbers" in report and saved["claims"]
-    assert {c["verdict"] for c in saved["claims"]} <= {NOT_AT_SCALE, "yes", "no"}
-    return report, saved
+    return check_recipe_outputs(out, name)
 
 
 def _row(report: str, start: str) -> list[str]:

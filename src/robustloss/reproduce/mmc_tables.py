@@ -741,7 +741,7 @@ def _t5_run(ctx: Context) -> Outcome:
     claims = [
         Claim(f"MMC benefits from depth: the deeper MMC model ({deep}) is more robust than the shallower ({shallow}) "
               "under PGD10 un at both eps", "l.268, Table 5", deeper("MMC", "PGD10 un eps={}")),
-        Claim(f"(beyond the paper) The same under the strongest attack", "our ensemble",
+        Claim("(beyond the paper) The same under the strongest attack", "our ensemble",
               deeper("MMC", "strongest eps={}")),
         Claim("SCE is comparably sensitive for both depths: its PGD10 un accuracy changes by at most 5 points",
               "l.268, Table 5", deeper("SCE", "PGD10 un eps={}")),

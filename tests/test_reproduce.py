@@ -146,3 +146,39 @@ def test_reproduce_all_writes_an_index(tmp_path: Path, monkeypatch: pytest.Monke
     assert (tmp_path / "index.md").read_text() == index
     assert main(["reproduce", "mmc-centers", "--scale", "smoke", "--out", str(tmp_path / "c")]) == 0
     assert "mmc-centers (smoke scale" in capsys.readouterr().out
+
+
+def test_context_train_waits_for_a_run_another_process_holds(tmp_path: Path) -> None:
+    """Recipes side by side share a model: the second waits while the first holds the run's lock, then goes on."""
+    import threading
+
+    from robustloss.reproduce.framework import Context, run_key
+    from robustloss.runs import run_is_complete, run_lock
+    from robustloss.training.config import TrainConfig
+
+    config = TrainConfig(dataset="synthetic", epochs=1, train_limit=64)
+    ctx = Context("t", "smoke", tmp_path / "out", tmp_path / "runs", device="cpu", progress=False)
+    run_dir = tmp_path / "runs" / run_key(ctx.config(config))
+    run_dir.mkdir(parents=True)
+    held, release = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        with run_lock(run_dir):
+            held.set()
+            release.wait(10)
+
+    waits: list[str] = []
+
+    def log(message: str) -> None:   # the holder lets go once the waiting has been announced
+        if "waiting" in message:
+            waits.append(message)
+            release.set()
+
+    ctx.log = log  # type: ignore[method-assign]
+    holder = threading.Thread(target=hold)
+    holder.start()
+    held.wait(10)
+    assert ctx.train("SCE", config, poll_s=0.1) == run_dir
+    holder.join()
+    assert waits and "in use by another robustloss process" in waits[0]   # it waited, then trained
+    assert run_is_complete(run_dir)

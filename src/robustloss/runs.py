@@ -76,9 +76,13 @@ def read_config(run_dir: str | Path) -> TrainConfig:
         raise UserError(f"{path} is not a valid run config: {str(exc).splitlines()[0]}") from None
 
 
+class RunInUse(UserError):
+    """Another process holds the run folder's lock (a :class:`UserError`: one line, exit 2)."""
+
+
 @contextlib.contextmanager
 def run_lock(run_dir: str | Path) -> Iterator[None]:
-    """Hold ``run_dir``'s exclusive lock (the folder must exist); a second holder gets a :class:`UserError`."""
+    """Hold ``run_dir``'s exclusive lock (the folder must exist); a second holder gets :class:`RunInUse`."""
     path = Path(run_dir) / LOCK
     if fcntl is None:  # pragma: no cover
         yield
@@ -89,7 +93,7 @@ def run_lock(run_dir: str | Path) -> Iterator[None]:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
-            raise UserError(f"{run_dir} is in use by another robustloss process (PID {holder}); "
+            raise RunInUse(f"{run_dir} is in use by another robustloss process (PID {holder}); "
                             "wait for it to finish or stop it") from None
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)

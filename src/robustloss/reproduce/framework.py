@@ -48,7 +48,7 @@ from robustloss.evaluation.report import markdown_table
 from robustloss.evaluation.suite import AttackSpec
 from robustloss.io import atomic_write, atomic_write_json, atomic_write_text
 from robustloss.reproduce.papers import Paper
-from robustloss.runs import evaluate_run, load_run, run_is_complete, train_run
+from robustloss.runs import RunInUse, evaluate_run, load_run, run_is_complete, train_run
 from robustloss.training.config import AdversarialConfig, TrainConfig
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -175,8 +175,21 @@ class Context:
     def run_dir(self, config: TrainConfig) -> Path:
         return self.runs_dir / run_key(self.config(config))
 
-    def train(self, label: str, config: TrainConfig) -> Path:
-        """The run folder of ``config`` in the cache, trained (or resumed) first if it is not complete."""
+    def train(self, label: str, config: TrainConfig, poll_s: float = 15.0) -> Path:
+        """The run folder of ``config`` in the cache, trained (or resumed) first if it is not complete.
+
+        Recipes running side by side share models through the cache: while another
+        process trains (or evaluates) the same run, this waits, polling every
+        ``poll_s`` seconds, and then reuses the run.
+        """
+        while True:
+            try:
+                return self._train(label, config)
+            except RunInUse as exc:
+                self.log(f"{label}: {exc}; waiting {poll_s:.0f} s")
+                time.sleep(poll_s)
+
+    def _train(self, label: str, config: TrainConfig) -> Path:
         config = self.config(config)
         run_dir = self.runs_dir / run_key(config)
         retrain = self.force and run_dir.exists() and str(run_dir) not in self._retrained

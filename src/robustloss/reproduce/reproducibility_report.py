@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import json
 import math
-import time
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -57,19 +56,6 @@ def model_config(scale: str, objective: str, options: dict[str, Any] | None = No
     if mnist and scale == "paper":
         config = replace(config, dataset="mnist", epochs=50)
     return replace(config, **changes) if changes else config
-
-
-def train_shared(ctx: Context, label: str, config: TrainConfig, poll_s: float = 15.0) -> Path:
-    """:meth:`Context.train`, waiting while another process holds the run's lock (recipes running side by side
-    share models through the cache: the second one waits for the first to finish the model, then reuses it)."""
-    while True:
-        try:
-            return ctx.train(label, config)
-        except UserError as exc:
-            if "in use by another robustloss process" not in str(exc):
-                raise
-            ctx.log(f"{label}: {exc}; waiting {poll_s:.0f} s")
-            time.sleep(poll_s)
 
 
 def outputs(run_dir: Path, x: torch.Tensor, device: str) -> tuple[torch.Tensor, torch.Tensor]:
@@ -175,7 +161,7 @@ def _timing_run(ctx: Context) -> Outcome:
     rows: dict[str, dict[str, Any]] = {}
     for row, (objective, options, at) in TIMING_ROWS.items():
         config = _timing_config(ctx.scale, objective, options, at)
-        run_dir = train_shared(ctx, row, config)
+        run_dir = ctx.train(row, config)
         times = [float(r["time_s"]) for r in training_log(run_dir)]
         rows[row] = {"run": str(run_dir), "epoch_times_s": times, "mean_epoch_s": sum(times) / len(times),
                      "images_per_epoch": config.train_limit or 50_000, "batch_size": config.batch_size,
@@ -279,7 +265,7 @@ def _optimizers_run(ctx: Context) -> Outcome:
     configs = {opt: sweep_config(ctx.scale, "mmc", MMC10, mnist=True, optimizer=opt, lr=lr)
                for opt, (_, lr) in OPTIMIZER_ROWS.items()}
     # SGD last: its model is shared with rr-cmm and rr-hmmc, which may be training it right now
-    run_dirs = {opt: train_shared(ctx, OPTIMIZER_ROWS[opt][0], configs[opt]) for opt in reversed(OPTIMIZER_ROWS)}
+    run_dirs = {opt: ctx.train(OPTIMIZER_ROWS[opt][0], configs[opt]) for opt in reversed(OPTIMIZER_ROWS)}
     for opt, (row, lr) in OPTIMIZER_ROWS.items():
         config, run_dir = configs[opt], run_dirs[opt]
         x, y = test_images(ctx, config.dataset, n)
@@ -440,7 +426,7 @@ def _uncertainty_run(ctx: Context) -> Outcome:
     table, auc_rows = [], []
     hist, axes = plt.subplots(1, 2, figsize=(11, 4))
     for ax, (row, (objective, options)) in zip(axes, UNCERTAINTY_MODELS.items()):
-        run_dir = train_shared(ctx, row, model_config(ctx.scale, objective, options, mnist=True))
+        run_dir = ctx.train(row, model_config(ctx.scale, objective, options, mnist=True))
         logits_in, _ = outputs(run_dir, x, ctx.device)
         logits_ood, _ = outputs(run_dir, ood, ctx.device)
         scores_in = top_scores(logits_in, objective)
@@ -565,7 +551,7 @@ def _lse_run(ctx: Context) -> Outcome:
     plt = pyplot()
     n = ctx.n_eval(_TEST_N[ctx.scale])
     config = model_config(ctx.scale, "sce")
-    run_dir = train_shared(ctx, "SCE", config)
+    run_dir = ctx.train("SCE", config)
     x, y = test_images(ctx, config.dataset, n)
     logits, _ = outputs(run_dir, x, ctx.device)
     stats = lse_statistics(logits, y)
@@ -636,7 +622,7 @@ def _cmm_run(ctx: Context) -> Outcome:
         config = sweep_config(ctx.scale, "mmc", {"c_mm": c})
         key = f"{c:g}"
         try:
-            run_dir = train_shared(ctx, f"MMC C_MM={key}", config)
+            run_dir = ctx.train(f"MMC C_MM={key}", config)
         except TrainingDiverged as exc:
             models[key] = {"accuracy": None, "diverged": str(exc)}
             continue
@@ -748,7 +734,7 @@ def _features_run(ctx: Context) -> Outcome:
     fig, axes = plt.subplots(1, 2, figsize=(11, 5))
     for ax, (name, objective, options) in zip(axes, (("SCE", "sce", {}), ("MMC-10", "mmc", MMC10))):
         config = model_config(ctx.scale, objective, options, mnist=True)
-        run_dir = train_shared(ctx, name, config)
+        run_dir = ctx.train(name, config)
         x, y = test_images(ctx, config.dataset, n)
         logits, z = outputs(run_dir, x, ctx.device)
         if objective == "mmc":
@@ -773,7 +759,7 @@ def _features_run(ctx: Context) -> Outcome:
         for k, (name, objective, options) in enumerate((("SCE", "sce", {}), ("MMC-10", "mmc", MMC10))):
             base = sweep_config(ctx.scale, objective, options, mnist=True)
             config = replace(base, model_options={**base.model_options, "feature_dim": dim})
-            run_dir = train_shared(ctx, f"{name} {dim}-d", config)
+            run_dir = ctx.train(f"{name} {dim}-d", config)
             x, y = test_images(ctx, config.dataset, n)
             logits, z = outputs(run_dir, x, ctx.device)
             label = f"{name} {dim}-d layer"
@@ -862,7 +848,7 @@ def _hmmc_run(ctx: Context) -> Outcome:
     n = ctx.n_eval(_TEST_N[ctx.scale])
     models: dict[str, dict[str, Any]] = {}
     for label, config in _hmmc_configs(ctx).items():
-        run_dir = train_shared(ctx, label, config)
+        run_dir = ctx.train(label, config)
         x, y = test_images(ctx, config.dataset, n)
         opts = config.objective_options
         models[label] = {"run": str(run_dir), "accuracy": accuracy(ctx, run_dir, x, y),

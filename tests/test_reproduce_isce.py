@@ -44,6 +44,8 @@ def test_table_recipes_smoke(name: str, tmp_path: Path, runs: Path) -> None:
     report, saved = _outputs(out, name)
     block = saved["results"]["datasets"]["synthetic"]
     assert set(block["models"]) == {"SCE", "I-SCE"}
+    # every model gets the gradient-masking checks, in the report and in results.json
+    assert "## Gradient-masking diagnostics" in report and set(saved["diagnostics"]) == {"SCE", "I-SCE"}
     assert "## Does I-SCE's gain over SCE survive the strongest attack?" in report
     for info in block["models"].values():
         cols = info["columns"]

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import atexit
-import gc
 import os
 import statistics
 import tempfile
@@ -25,6 +24,7 @@ import torch.nn.functional as F
 from robustloss import datasets
 from robustloss.classifier import Classifier
 from robustloss.training import TrainConfig, Trainer
+from robustloss.training import timing
 
 
 def parser(doc: str) -> argparse.ArgumentParser:
@@ -64,27 +64,9 @@ def malloc_tune() -> bool:
         return False
 
 
-Times = dict[str, dict[str, list[float]]]
-
-
-def interleaved(fns: dict[str, Callable[[], Any]], reps: int, warmup: int = 1) -> Times:
-    """Call every function ``reps`` times, order alternating (AB, BA, ...), after ``warmup`` untimed rounds.
-
-    Returns ``{"cpu": {name: [s, ...]}, "wall": {name: [s, ...]}}``.
-    """
-    names = list(fns)
-    for _ in range(warmup):
-        for name in names:
-            fns[name]()
-    times: Times = {"cpu": {n: [] for n in names}, "wall": {n: [] for n in names}}
-    for r in range(reps):
-        for name in names if r % 2 == 0 else names[::-1]:
-            gc.collect()
-            c0, w0 = time.process_time(), time.perf_counter()
-            fns[name]()
-            times["wall"][name].append(time.perf_counter() - w0)
-            times["cpu"][name].append(time.process_time() - c0)
-    return times
+#: interleaved timing (AB, BA, ...) lives in the package, shared with the reproduction recipes
+interleaved = timing.interleaved
+Times = timing.Times
 
 
 def med(values: Sequence[float]) -> float:

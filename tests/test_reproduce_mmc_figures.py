@@ -50,10 +50,18 @@ def test_fig3a_smoke_uses_table1_models(fig3a: tuple[Path, dict[str, Any]]) -> N
         # the run folder is mmc-table1's: same TrainConfig, same cache key
         assert Path(m["run"]).name == run_key(s.config(*T1_MODELS[row]))
         log = read_log(Path(m["run"]))
-        assert m["time_s"] == pytest.approx(torch.tensor([r["time_s"] for r in log]).cumsum(0).tolist())
+        assert m["logged_time_s"] == pytest.approx(torch.tensor([r["time_s"] for r in log]).cumsum(0).tolist())
+        # the time axis is epochs x the side-by-side epoch time, measured in this run for every model
+        assert m["epoch_time_s"] > 0 and m["time_s"] == pytest.approx([m["epoch_time_s"] * r["epoch"] for r in log])
         assert m["val_error"] == pytest.approx([1 - r["val_acc"] for r in log])
         assert 0.0 <= m["test_error"] <= 1.0
         assert f"| {row} | {len(log)} |" in report
+    timing = saved["results"]["timing"]
+    assert set(timing["times"]["cpu"]) == set(FIG_MODELS) and timing["images"] > 0
+    for key, r in timing["ratios"].items():
+        assert r["min"] <= r["median"] <= r["max"] and f"| {key} | {r['median']:.2f} |" in report
+    # AT10 does 10 attack steps (a forward and a backward each) per training step: far costlier at any load
+    assert timing["ratios"]["AT10 tar (SCE) / SCE"]["median"] > 2
 
 
 def test_fig4_smoke_reuses_runs(fig3a: tuple[Path, dict[str, Any]]) -> None:

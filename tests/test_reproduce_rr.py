@@ -57,7 +57,7 @@ def _row(report: str, start: str) -> list[str]:
 def test_paper_numbers_beside_ours(smoke: dict[str, tuple[Path, str, dict[str, Any]]]) -> None:
     timing = smoke["rr-timing"][1]
     assert "48.075 min / 50 epochs" in _row(timing, "Standard MMC (paper, MNIST)")[0]
-    assert _row(timing, "MMC / SCE") [1] == f"{48.075 / 39.8:.2f}"
+    assert _row(timing, "MMC / SCE")[2] == f"{48.075 / 39.8:.2f}"
     opt = smoke["rr-optimizers"][1]
     assert _row(opt, "RMSProp (paper)")[1:] == ["99.40%", "55.9"] and _row(opt, "RMSProp (ours)")
     unc = smoke["rr-uncertainty"][1]
@@ -71,9 +71,14 @@ def test_paper_numbers_beside_ours(smoke: dict[str, tuple[Path, str, dict[str, A
 def test_smoke_results_are_consistent(smoke: dict[str, tuple[Path, str, dict[str, Any]]]) -> None:
     timing = smoke["rr-timing"][2]["results"]
     rows = timing["rows"]
-    assert timing["ratios"]["AT-MMC / MMC"] == pytest.approx(rows["Adversarial MMC"]["mean_epoch_s"]
-                                                             / rows["Standard MMC"]["mean_epoch_s"])
-    assert all(r["batch_size"] == 50 and len(r["epoch_times_s"]) == 1 for r in rows.values())
+    # each ratio is the median of the per-repetition ratios of epochs timed back to back, inside their range
+    adv, std = rows["Adversarial MMC"]["epoch_times_s"], rows["Standard MMC"]["epoch_times_s"]
+    per_rep = sorted(a / b for a, b in zip(adv, std))
+    assert timing["ratios"]["AT-MMC / MMC"] == pytest.approx(per_rep[len(per_rep) // 2])
+    assert timing["ratio_ranges"]["AT-MMC / MMC"] == pytest.approx([per_rep[0], per_rep[-1]])
+    assert all(r["batch_size"] == 50 and len(r["epoch_times_s"]) == 3 for r in rows.values())
+    # AT does 10 attack steps (a forward and a backward each) per training step: far costlier at any load
+    assert timing["ratios"]["AT-SCE / SCE"] > 3 and timing["ratios"]["AT-MMC / MMC"] > 3
     opt = smoke["rr-optimizers"][2]["results"]["models"]
     assert {m["optimizer"] for m in opt.values()} == set(OPTIMIZER_ROWS)
     assert len({m["run"] for m in opt.values()}) == 3

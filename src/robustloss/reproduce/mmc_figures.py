@@ -236,7 +236,7 @@ MMC_FIG3A = Recipe(
            "cpu": "MNIST, LeNet-5, mmc-table1's cpu models SCE, MMC-10 (10 epochs) and AT10 tar of both (3 epochs), "
                   "all 10,000 test images",
            "paper": "CIFAR-10 (--data-dir), ResNet-32, mmc-table1's paper models (200 epochs)"},
-    times={"smoke": "measured ~10 s", "cpu": "~1 min once mmc-table1 --scale cpu has trained its models (else their "
+    times={"smoke": "measured ~10 s", "cpu": "measured 55 s once mmc-table1 --scale cpu has trained its models (else their "
                                              "training: ~35 min at mmc-table1's measured 23 s per epoch and 280 s per "
                                              "AT epoch)",
            "paper": "no extra time after mmc-table1 --scale paper (its four models: ~58 GPU hours)"},

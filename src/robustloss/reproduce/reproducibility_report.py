@@ -254,7 +254,7 @@ RR_TIMING = Recipe(
                   "each, batch 50, one thread",
            "paper": "MNIST ResNet-32, the four models timed side by side: 3 epochs of 2,000 images each, batch 50 "
                     "(the report trained 50 full epochs each)"},
-    times={"smoke": "~10 s", "cpu": "estimated ~4 min (an AT epoch of 4,000 images ~25 s on one thread)",
+    times={"smoke": "~10 s", "cpu": "measured 2-3 min on the loaded machine (an AT epoch of 4,000 images: 8 CPU s)",
            "paper": "estimated ~15 min on a CPU thread (ResNet-32 at ~300 img/s, AT x11)"},
     run=_timing_run)
 

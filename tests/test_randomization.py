@@ -172,3 +172,20 @@ def test_evaluate_run_behind_the_defence(sce_model: Classifier, runs_dir: Path) 
     assert "defense" not in settings
     with pytest.raises(UserError, match="defense"):
         evaluate_run(run, suite, name="rand", n=24, device="cpu", progress=False, defense="jpeg")
+
+
+def test_cli_defense_and_eot(sce_model: Classifier, runs_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from conftest import run_cli
+
+    run = str(runs_dir / "lenet5-sce")
+    code, _, err = run_cli(capsys, "evaluate", run, "--attack", "pgd:eps=0.1,steps=2,eot=0", "--n", "8",
+                           "--device", "cpu", "--name", "cli-eot")
+    assert code == 2 and "eot (the number of EoT samples per gradient) must be an integer in [1, 10000], got 0" in err
+    assert len(err.strip().splitlines()) == 1
+    code, _, err = run_cli(capsys, "evaluate", run, "--attack", "pgd:eps=0.1,steps=2", "--n", "8", "--device", "cpu",
+                           "--defense", "jpeg", "--name", "cli-eot")
+    assert code == 2 and "defense" in err and "randomization" in err
+    code, out, _ = run_cli(capsys, "evaluate", run, "--attack", "pgd:eps=0.1,steps=2,eot=2", "--n", "8",
+                           "--device", "cpu", "--defense", "randomization", "--name", "cli-rand", "--no-progress")
+    assert code == 0 and json.loads((runs_dir / "lenet5-sce" / "eval" / "cli-rand.json").read_text())[
+        "defense"] == "randomization"

@@ -10,7 +10,7 @@ import pytest
 import torch
 from torch import Tensor
 
-from robustloss.attacks import ATTACKS, APGD, MIM, PGD
+from robustloss.attacks import ATTACKS, PGD
 from robustloss.classifier import Classifier, locate_classifier, predict
 from robustloss.errors import UserError
 from robustloss.evaluation.suite import AttackSpec, parse_spec
@@ -84,21 +84,21 @@ def test_defence_keeps_clean_accuracy(sce_model: Classifier, mnist_test: Data) -
 
 
 # ---------------------------------------------------------------------------------------------- EoT
-@pytest.mark.parametrize("make", [
-    lambda m: PGD(m, 0.1, 5, 0.03, seed=1),
-    lambda m: MIM(m, 0.1, 5, 0.03, seed=1),
-    lambda m: APGD(m, 0.1, 5, seed=1, loss="dlr"),
-], ids=["pgd", "mim", "apgd"])
-def test_eot_1_is_todays_attack_bit_for_bit(make, sce_model: Classifier, mnist_test: Data) -> None:  # type: ignore[no-untyped-def]
+@pytest.mark.parametrize("name,options", [
+    ("pgd", {"eps": 0.1, "steps": 5, "step_size": 0.03}),
+    ("mim", {"eps": 0.1, "steps": 5, "step_size": 0.03}),
+    ("apgd", {"eps": 0.1, "steps": 5, "loss": "dlr"}),
+    ("multitarget", {"eps": 0.1, "steps": 3, "k": 2}),
+])
+def test_eot_1_is_todays_attack_bit_for_bit(name: str, options: dict[str, object], sce_model: Classifier,
+                                            mnist_test: Data) -> None:
     x, y = mnist_test[0][:64], mnist_test[1][:64]
-    before = make(sce_model).run(x, y)
-    attack = make(sce_model)
-    attack.eot = 1   # what eot=1 sets; the default attribute
-    explicit = ATTACKS.build(attack.name, {**{k: v for k, v in attack.params().items()
-                                              if k in ATTACKS.defaults(attack.name)}, "eot": 1}, model=sce_model)
-    for res in (attack.run(x, y), explicit.run(x, y)):
+    before = ATTACKS.build(name, options, model=sce_model, seed=1).run(x, y)     # no eot given: the default
+    for given in (1, "1"):                                                      # eot=1 from Python or a spec
+        res = ATTACKS.build(name, {**options, "eot": given}, model=sce_model, seed=1).run(x, y)
+        # the same code in the same order: identical, not merely close
         assert torch.equal(res.adversarial, before.adversarial) and torch.equal(res.success, before.success)
-        assert res.queries == before.queries
+        assert torch.equal(res.prediction, before.prediction) and res.queries == before.queries
 
 
 def test_eot_averages_passes_on_a_deterministic_model(sce_model: Classifier, mnist_test: Data) -> None:

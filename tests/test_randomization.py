@@ -36,8 +36,9 @@ def test_sizes_follow_xie_et_al_ratio() -> None:
     size, top, left = layer.draw(4000)
     assert set(size.tolist()) == {28, 29, 30}
     room = layer.max_size - size
-    assert bool(((top >= 0) & (top < room)).all() and ((left >= 0) & (left < room)).all())
-    assert set(top[size == 28].tolist()) == {0, 1, 2}   # pad_top uniform in [0, M - r), Xie et al.'s code
+    assert bool(((top >= 0) & (top <= room)).all() and ((left >= 0) & (left <= room)).all())
+    # pad_top uniform over [0, M - r] (the authors' random.randint(0, 331 - r): (331 - r + 1)^2 patterns)
+    assert set(top[size == 28].tolist()) == {0, 1, 2, 3} and set(left[size == 30].tolist()) == {0, 1}
 
 
 def test_outputs_differ_between_passes_but_repeat_for_the_same_seed(mnist_test: Data) -> None:
@@ -78,9 +79,9 @@ def test_defence_keeps_clean_accuracy(sce_model: Classifier, mnist_test: Data) -
     x, y = mnist_test
     plain = float((predict(sce_model, x, 250) == y).float().mean())
     defended = float((predict(randomized(sce_model, 28, seed=0), x, 250) == y).float().mean())
-    # measured (1 thread): 96.0% without, 93.8% / 94.0% / 93.2% behind the defence seeded 0 / 1 / 2 (one draw per
-    # image, 500 points): the defence costs about 2-3 points, the bound allows 5
-    assert plain >= 0.94 and defended >= plain - 0.05
+    # measured (1 thread): 96.0% without, 92.6% / 92.6% / 91.4% behind the defence seeded 0 / 1 / 2 (one draw per
+    # image, 500 points): the defence costs 3-5 points; the bounds leave 2.6 points of room at seed 0
+    assert plain >= 0.94 and defended >= 0.90 and defended >= plain - 0.06
 
 
 # ---------------------------------------------------------------------------------------------- EoT
@@ -124,8 +125,8 @@ def test_eot_pgd_beats_plain_pgd_against_the_randomised_model(sce_model: Classif
         return float((~res.success).float().sum()) / len(x)
 
     plain, eot = accuracy(1), accuracy(10)
-    # measured (1 thread): plain PGD-10 leaves 78% of the 100 points at eps 0.1, EoT-PGD-10 with 10 samples 70%
-    # (other attack / defence seeds: 78 -> 72, 82 -> 70); EoT must win by at least 3 points
+    # measured (1 thread): plain PGD-10 leaves 84% of the 100 points at eps 0.1, EoT-PGD-10 with 10 samples 75%
+    # (other attack / defence seeds: 84 -> 78, 81 -> 70); EoT must win by at least 3 points
     assert eot <= plain - 0.03, (plain, eot)
 
 

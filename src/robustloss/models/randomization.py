@@ -3,10 +3,17 @@
 Xie, Wang, Zhang, Ren & Yuille 2018, "Mitigating adversarial effects through randomization" (ICLR), Sec. 3
 and Fig. 1: before every forward pass the input image (ImageNet, 299 x 299) is
 
-1. *randomly resized* to ``r x r``, ``r`` drawn uniformly from the integers ``[299, 331)``
-   (nearest-neighbour resizing, as in the authors' released code), then
-2. *randomly padded* with zeros to ``331 x 331``: of the ``w = 331 - r`` padding rows, ``top`` (uniform in
-   ``[0, w)``) go above the image and ``w - top`` below; the same, drawn independently, for the columns.
+1. *randomly resized* to ``r x r``, ``r`` drawn uniformly from the integers ``[299, 331)`` (the paper;
+   nearest-neighbour resizing, as in the authors' released code, github.com/cihangxie/
+   NIPS2017_adv_challenge_defense, ``defense.py``), then
+2. *randomly padded* with zeros to ``331 x 331``: of the ``w = 331 - r`` padding rows, ``top`` (uniform over
+   the integers ``[0, w]``, the authors' ``random.randint(0, 331 - r)``; their README counts
+   ``(331 - r + 1)^2`` padding patterns) go above the image and ``w - top`` below; the same, drawn
+   independently, for the columns.
+
+Not taken from the authors' challenge submission (the same ``defense.py``): its ``r`` in ``[310, 331)``, its random
+horizontal flips and its average of the predictions over 30 draws; we follow the paper (one draw per
+prediction).
 
 No training change: the defence wraps the trained model (the I-SCE paper's "Random" row wraps its SCE
 model).  Our scaling to small images (:func:`scaled_max_size`): the padded size keeps Xie et al.'s ratio,
@@ -72,10 +79,10 @@ class RandomResizePad(nn.Module):
         self.generator.manual_seed(self.seed)
 
     def draw(self, n: int) -> tuple[Tensor, Tensor, Tensor]:
-        """``n`` draws of ``(r, top, left)`` (CPU int64 tensors): ``r`` uniform in ``[H, M)``, ``top`` and
-        ``left`` uniform in ``[0, M - r)`` (Xie et al.'s ``pad_top``/``pad_left``)."""
+        """``n`` draws of ``(r, top, left)`` (CPU int64 tensors): ``r`` uniform over the integers ``[H, M)``,
+        ``top`` and ``left`` uniform over the integers ``[0, M - r]`` (the authors' ``random.randint``)."""
         size = torch.randint(self.image_size, self.max_size, (n,), generator=self.generator)
-        room = (self.max_size - size).double()
+        room = (self.max_size - size + 1).double()
         top = (torch.rand(n, generator=self.generator, dtype=torch.float64) * room).long()
         left = (torch.rand(n, generator=self.generator, dtype=torch.float64) * room).long()
         return size, top, left

@@ -13,6 +13,10 @@ item 4), and each report states from the numbers whether I-SCE's gain over SCE s
   iterations); the strongest column adds C&W-L2 (unbounded, the same threat model).
 * ``isce-table4`` (I5): SimBA with 300 (MNIST) / 500 (CIFAR-10) queries per image (l.53); the strongest column
   adds SimBA on the adaptive loss and white-box L-inf attacks at the same eps.
+* The *Random* row (Xie et al. 2018, l.45) is the SCE model (the same run) evaluated behind input randomisation
+  (:mod:`robustloss.models.randomization`, ``defense="randomization"``): the paper's columns attack it without
+  EoT, as the paper did; its strongest column adds EoT-PGD (every gradient averaged over ``IsceScale.eot``
+  draws, Athalye et al. 2018) and its "Random row" section sets the two side by side.
 * ``isce-fig3`` (I1): I-SCE over a grid of s in [1, 2] and m in (0, 0.1] (l.49), accuracy heatmaps.
 * ``isce-fig4`` (I6): 3-D feature embeddings (LeNet-5 with a 3-d feature layer).
 * ``isce-fig5`` (I10): the surface z(s, m) of App. A.2 from the paper's two constants, and the same constants

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -12,12 +13,12 @@ import torch
 
 from robustloss.reproduce import RECIPES, reproduce, resolve
 from robustloss.reproduce.framework import mnist_config, run_key
-from robustloss.reproduce.isce import (ISCE_RECIPES, MODELS, config_maker, fisher_ratio, interval_z,
-                                       strongest_of)
+from robustloss.reproduce.isce import (DEFENSE_OF, ISCE_RECIPES, ISCE_SCALES, MODELS, config_maker, fisher_ratio,
+                                       interval_z, strongest_of)
 from robustloss.reproduce.mmc import T1_MODELS, T1_SCALES
 from robustloss.reproduce.papers.isce_paper import F_TRUE, ISCE_PAPER, SUM_OTHERS
 
-from conftest import check_recipe_outputs  # noqa: E402
+from conftest import check_recipe_outputs, strict_json  # noqa: E402
 
 pytest.importorskip("matplotlib")
 
@@ -59,6 +60,52 @@ def test_table_recipes_smoke(name: str, tmp_path: Path, runs: Path) -> None:
         assert saved["results"]["paper_numbers"]["AT"]["CIFAR10 DF 10"] == "66.51"
     else:
         assert f"Table {number} lost its body" in report
+
+
+@pytest.mark.parametrize("name,learn", [("isce-table1", True), ("isce-table3", False), ("isce-table4", False)])
+def test_random_row_smoke(name: str, learn: bool, tmp_path: Path, runs: Path, tmp_path_factory: pytest.TempPathFactory,
+                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """The Random row (SCE behind Xie et al.'s input randomisation) end to end at tiny budgets, for each attack
+    family: the SCE run is shared, evaluated behind the defence, its diagnostics fail deterministic-outputs and
+    the strongest column holds the EoT attacks.  The smoke models learn nothing (clean accuracy ~0, so no point
+    is attacked); for the PGD table the models are trained a little longer (6 epochs on 2,048 images, lr 0.05,
+    their own run cache) so that the EoT attacks really run on correctly classified points."""
+    from robustloss.reproduce import isce
+
+    monkeypatch.setitem(ISCE_SCALES, "smoke", replace(ISCE_SCALES["smoke"], rows=("SCE", "I-SCE", "Random")))
+    if learn:
+        smoke = isce._smoke_config
+        monkeypatch.setattr(isce, "_smoke_config", lambda objective, options, at: replace(
+            smoke(objective, options, at), epochs=6, lr=0.05, train_limit=2048))
+        runs = tmp_path_factory.mktemp("learned-runs")
+    out = tmp_path / name
+    reproduce(name, out, scale="smoke", runs=runs, progress=False)
+    report, saved = _outputs(out, name)
+    block = saved["results"]["datasets"]["synthetic"]
+    sce, rand = block["models"]["SCE"], block["models"]["Random"]
+    assert rand["run"] == sce["run"] and rand["defense"] == DEFENSE_OF["Random"] == "randomization"
+    assert "## The Random row (synthetic)" in report and "| Random (ours) |" in report
+    checks = {c["name"]: c for c in saved["diagnostics"]["Random"]["checks"]}
+    assert not checks["deterministic-outputs"]["passed"] and "attacks need EoT" in checks["deterministic-outputs"][
+        "detail"]
+    assert {c["name"]: c for c in saved["diagnostics"]["SCE"]["checks"]}["deterministic-outputs"]["passed"]
+    cols = rand["columns"]
+    for c in block["paper_columns"]:
+        assert 0.0 <= cols[strongest_of(c, block["strong_columns"])] <= cols[c] <= cols["clean"] <= 1.0
+    eot_labels = [k for k in cols if k.startswith("EoT")] if name == "isce-table3" else \
+        [k for st in block["strong_columns"] for k in cols[st.replace("strongest ", "strongest breakdown ")]
+         if k.startswith("EoT")]
+    assert eot_labels and all("x2 samples" in k for k in eot_labels)
+    # the defended results live beside SCE's, under their own names, recording the defence
+    evals = sorted(Path(sce["run"], "eval").glob("*-randomization.json"))
+    assert evals and all(strict_json(f)["defense"] == "randomization" for f in evals)
+    assert all("defense" not in strict_json(f) for f in Path(sce["run"], "eval").glob("isce-*.json")
+               if not f.name.endswith("-randomization.json") and not f.name.endswith(".robustbench.json"))
+    if learn:   # measured: clean 100% (SCE) / 94% (Random) of 16 points; at eps 1 both EoT-PGDs ran on 5 survivors
+        assert sce["columns"]["clean"] >= 0.75 and cols["clean"] >= 0.6
+        strong = strict_json(Path(sce["run"], "eval", "isce-pgd-smoke-strong-1-randomization.json"))
+        eot_runs = [a for a in strong["attacks"] if a["params"].get("eot") == 2]
+        assert len(eot_runs) == 2 and all(a["attacked"] > 0 for a in eot_runs)
 
 
 def test_figure_recipes_smoke(tmp_path: Path, runs: Path) -> None:

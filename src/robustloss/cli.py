@@ -173,6 +173,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="also run the gradient-masking checks (docs/attacks.md); a WARNING line per failed check")
     e.add_argument("--diagnose-eps", type=float, default=None,
                    help="L-inf eps of the checks, implies --diagnose; None: the suite's largest eps")
+    e.add_argument("--defense", default=None, metavar="NAME",
+                   help="evaluate the run's model behind a defence: randomization (Xie et al. 2018, random resize "
+                   "and padding at every forward pass; attack it with eot=N, docs/attacks.md)")
     e.add_argument("--data-dir", type=_path, default=None)
     _add_device(e)
     _add_channels_last(e)
@@ -293,7 +296,10 @@ def _evaluate(args: argparse.Namespace) -> int:
                    diagnose=args.diagnose or args.diagnose_eps is not None, diagnose_eps=args.diagnose_eps,
                    backend=args.backend, channels_last=args.channels_last)
     if spec is None:
-        summary = evaluate_run(args.run_dir, suite, **options)
+        summary = evaluate_run(args.run_dir, suite, defense=args.defense, **options)
+    elif args.defense is not None:
+        raise UserError("--defense applies to run folders; wrap an external model in the defence yourself "
+                        "(robustloss.models.randomized)")
     else:
         summary = evaluate_external(spec, suite, dataset=dataset, out=args.out, **options)
     if not _is_main():

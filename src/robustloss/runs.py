@@ -49,6 +49,7 @@ from robustloss.evaluation.report import results_table
 from robustloss.evaluation.suite import AttackSpec
 from robustloss.external import ExternalSpec
 from robustloss.io import atomic_write_json, atomic_write_text, read_json
+from robustloss.models.randomization import DEFENSES, apply_defense
 from robustloss.training.checkpoint import CHECKPOINT, load_checkpoint
 from robustloss.training.config import TrainConfig
 from robustloss.training.trainer import Trainer, build_classifier
@@ -311,7 +312,8 @@ def evaluate_run(run_dir: str | Path, suite: list[AttackSpec], *, name: str, n: 
                  split: str = "test", batch_size: int = 500, device: str = "auto", seed: int = 0,
                  worst_case: bool = False, data_dir: str | None = None, progress: bool = True,
                  diagnose: bool = False, diagnose_eps: float | None = None, reuse: bool = False,
-                 backend: str = "auto", channels_last: bool | None = None) -> dict[str, Any]:
+                 backend: str = "auto", channels_last: bool | None = None,
+                 defense: str | None = None) -> dict[str, Any]:
     """Evaluate the model of ``run_dir`` on the first ``n`` images of ``split``; returns the result dict.
 
     Results go to ``RUN_DIR/eval/NAME.json`` and ``.md``, and a RobustBench-style
@@ -337,21 +339,34 @@ def evaluate_run(run_dir: str | Path, suite: list[AttackSpec], *, name: str, n: 
     sets the model's weight layout (``None``: contiguous,
     :func:`robustloss.device.resolve_channels_last`; the logits agree with the
     contiguous model's to float rounding) and is recorded as ``"channels_last"``.
+
+    ``defense="randomization"`` evaluates the run's model behind Xie et al. 2018's input randomisation
+    (:mod:`robustloss.models.randomization`, its generator seeded with ``seed``; no retraining): the
+    attacks, the clean pass and the diagnostics all see the defended model.  The defence is recorded as
+    ``"defense"`` in the result and in the settings its rows and a reused result must match, so results of
+    the model with and without it are never mixed up.  Its randomness follows the order of the forward
+    passes: an uninterrupted evaluation is reproducible; a resumed one or one split over processes draws
+    other transformations.  Attack it with EoT (the gradient attacks' ``eot`` option).
     """
     run_dir = Path(run_dir)
     _check_eval_args(name, n, batch_size, seed, suite)
+    if defense is not None and defense not in DEFENSES:
+        raise unknown_choice("defense", str(defense), DEFENSES)
     config = read_config(run_dir)
     out_dir = run_dir / "eval"
     diag_eps = _check_out_dir(out_dir, suite, diagnose, diagnose_eps)
     w, dev = distributed.setup(resolve_device(device), backend)
-    model = load_run(run_dir, device=str(dev))
+    trained = load_run(run_dir, device=str(dev))
     x, y = datasets.load(config.dataset, split, data_dir if data_dir is not None else config.data_dir)
+    model = trained if defense is None else apply_defense(defense, trained, int(x.shape[-1]), seed)
     about = {"run": str(run_dir), "config": config.to_dict()}
     card = {"dataset": config.dataset, "model": config.model, "objective": config.objective}
     return _evaluate_model(model, x, y, suite, w, dev, lock_dir=run_dir, out_dir=out_dir, name=name, n=n,
                            split=split, batch_size=batch_size, seed=seed, worst_case=worst_case, progress=progress,
-                           diag_eps=diag_eps, reuse=reuse, about=about, card=card, key=run_dir.name,
-                           channels_last=channels_last, before=lambda: _warn_if_unusable(run_dir, model))
+                           diag_eps=diag_eps, reuse=reuse, about=about, card=card,
+                           key=run_dir.name if defense is None else f"{run_dir.name} + {defense}",
+                           channels_last=channels_last, before=lambda: _warn_if_unusable(run_dir, trained),
+                           defense=defense)
 
 
 def evaluate_external(spec: ExternalSpec, suite: list[AttackSpec], *, dataset: str, out: str | Path, name: str,
@@ -427,13 +442,15 @@ def _evaluate_model(model: nn.Module, x: torch.Tensor, y: torch.Tensor, suite: l
                     batch_size: int, seed: int, worst_case: bool, progress: bool, diag_eps: float | None,
                     reuse: bool, about: dict[str, Any], card: dict[str, Any], key: str,
                     channels_last: bool | None = None, identity: dict[str, Any] | None = None,
-                    before: Callable[[], None] | None = None) -> dict[str, Any]:
+                    before: Callable[[], None] | None = None, defense: str | None = None) -> dict[str, Any]:
     """The evaluation both entry points share: shard, rows, merge, files (see :func:`evaluate_run`).
 
     ``about`` heads the summary (what was evaluated), ``card`` names dataset,
     model and objective in the RobustBench summary, ``key`` is the table's row
     name; ``identity`` (if given) is part of the settings the rows must match.
-    ``lock_dir`` is created (rank 0) only after every check passed.
+    ``lock_dir`` is created (rank 0) only after every check passed.  ``defense`` (the name of the defence
+    ``model`` is already wrapped in, or ``None``) becomes part of the settings (so of the rows' and a reused
+    result's identity) and of the summary.
     """
     layout = resolve_channels_last(channels_last, dev, model)
     apply_channels_last(model, layout)
@@ -448,6 +465,8 @@ def _evaluate_model(model: nn.Module, x: torch.Tensor, y: torch.Tensor, suite: l
     settings = _settings(len(x), seed, worst_case, split, suite)
     if identity is not None:
         settings["model"] = identity
+    if defense is not None:   # absent for an undefended model: its existing rows and results stay valid
+        settings["defense"] = defense
     if reuse and diag_eps is None:
         previous = _finished(out_dir / f"{name}.json", settings, suite)
         if previous is not None:
@@ -483,6 +502,10 @@ def _evaluate_model(model: nn.Module, x: torch.Tensor, y: torch.Tensor, suite: l
                        **{k: v for k, v in settings.items() if k not in ("order", "model")}, **result.to_dict(),
                        "precision": "fp32", "channels_last": layout}
             report = results_table({key: summary})
+            if defense is not None:
+                report += (f"\nDefense: {defense} (Xie et al. 2018, random resize and padding at every forward "
+                           "pass; robustloss.models.randomization): accuracies are of one random draw per "
+                           "prediction; attacks without EoT (eot=1) overestimate its robustness.\n")
             note = non_adaptive_note(attacks)
             if note is not None:
                 summary["note"] = note
@@ -571,6 +594,7 @@ def _finished(path: Path, settings: dict[str, Any], suite: list[AttackSpec]) -> 
         data = json.loads(path.read_text())
     except json.JSONDecodeError:
         return None
-    same = all(data.get(k) == v for k, v in settings.items() if k != "order")
+    same = all(data.get(k) == v for k, v in settings.items() if k != "order") \
+        and data.get("defense") == settings.get("defense")
     specs = [(a.get("label"), a.get("attack"), a.get("params")) for a in data.get("attacks", [])]
     return data if same and specs == [(s.label, s.attack, s.params) for s in suite] else None

@@ -65,9 +65,9 @@ class APGD(IterativeAttack):
     def __init__(self, model: nn.Module, eps: float, steps: int = 100, *, norm: str = "linf",
                  restarts: int = 1, rho: float = 0.75, momentum: float = 0.75, random_start: bool = True,
                  loss: str | AttackLoss | None = None, targeted: bool = False,
-                 bounds: tuple[float, float] = (0.0, 1.0), seed: int = 0) -> None:
+                 bounds: tuple[float, float] = (0.0, 1.0), seed: int = 0, eot: int = 1) -> None:
         super().__init__(model, eps, steps, 2.0 * check_range("eps", eps, low=0.0), norm=norm, random_start=random_start,
-                         restarts=restarts, loss=loss, targeted=targeted, bounds=bounds, seed=seed)
+                         restarts=restarts, loss=loss, targeted=targeted, bounds=bounds, seed=seed, eot=eot)
         self.rho = check_range("rho", rho, low=0.0, high=1.0)
         self.momentum = check_range("momentum", momentum, low=0.0, high=1.0)
         self.checkpoints = apgd_checkpoints(self.steps)

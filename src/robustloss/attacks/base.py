@@ -28,6 +28,23 @@ every restart); a fooled example leaves the batch, so later steps cost nothing
 for it.  Restarts run only on the points still robust (AutoAttack's
 survivors-only loop).  With ``final_iterate=True`` every example runs every step
 and the last iterate is returned (adversarial training, transfer).
+
+EoT (Expectation over Transformation, Athalye, Engstrom, Ilyas & Kwok 2018,
+"Synthesizing robust adversarial examples"; used against randomised defences in
+Athalye, Carlini & Wagner 2018, Sec. 5.3): the gradient attacks take ``eot``
+(default 1), the number of forward/backward passes whose losses, logits and
+input gradients :meth:`Attack.loss_and_grad` and :meth:`Attack.loss_and_logits`
+average.  Against a deterministic model the average changes nothing (and costs
+``eot`` times the passes); against a randomised one (e.g.
+:class:`~robustloss.models.randomization.RandomResizePad`) it is the gradient of
+the expected loss over the model's randomness.  ``eot=1`` runs exactly the code
+of a single pass (results identical bit for bit).  Success checks under EoT:
+inside the attack (an example leaving the batch at its first fooling iterate,
+APGD's and the final iterate's check) the *mean logits* over the ``eot`` passes
+decide, i.e. the point must fool the model on average; the returned
+:class:`AttackResult` (``success``, ``prediction``) is always measured with *one*
+fresh forward pass at the returned point - how a randomised model classifies one
+query - so the engine's robust accuracy is that of a single draw.
 """
 
 from __future__ import annotations
@@ -45,6 +62,13 @@ from robustloss.device import autocast
 from robustloss.errors import UserError, check_int, check_range, unknown_choice
 
 NORMS = ("linf", "l2")
+#: the largest accepted number of EoT samples per gradient (a bound against typos such as eot=1000000)
+MAX_EOT = 10_000
+
+
+def check_eot(eot: object) -> int:
+    """``eot`` as an int in ``[1, MAX_EOT]`` (the number of EoT samples), else a one-line :class:`UserError`."""
+    return check_int("eot (the number of EoT samples per gradient)", eot, 1, MAX_EOT)
 
 
 def random_targets(labels: Tensor, num_classes: int, generator: torch.Generator,
@@ -148,6 +172,8 @@ class Attack:
     minimum_norm: ClassVar[bool] = False
     #: the norm distortions are measured in (instances may set it, e.g. from a ``norm`` option)
     norm: str = "linf"
+    #: EoT samples averaged per loss / gradient evaluation (the gradient attacks' ``eot`` option; 1: one pass)
+    eot: int = 1
 
     def __init__(self, model: nn.Module, *, loss: str | AttackLoss | None = None, targeted: bool = False,
                  bounds: tuple[float, float] = (0.0, 1.0), seed: int = 0) -> None:
@@ -195,6 +221,18 @@ class Attack:
         return ModelOutput(out.logits.float(), None if out.features is None else out.features.float())
 
     def loss_and_grad(self, x: Tensor, labels: Tensor, targets: Tensor | None) -> tuple[Tensor, Tensor, Tensor]:
+        """(per-example loss, logits, d loss / d x): one forward and one backward, or with :attr:`eot` > 1 the
+        means of ``eot`` of them (EoT; ``eot`` times the queries)."""
+        if self.eot == 1:
+            return self._loss_and_grad_once(x, labels, targets)
+        loss, logits, grad = self._loss_and_grad_once(x, labels, targets)
+        for _ in range(self.eot - 1):
+            more = self._loss_and_grad_once(x, labels, targets)
+            loss, logits, grad = loss + more[0], logits + more[1], grad + more[2]
+        return loss / self.eot, logits / self.eot, grad / self.eot
+
+    def _loss_and_grad_once(self, x: Tensor, labels: Tensor,
+                            targets: Tensor | None) -> tuple[Tensor, Tensor, Tensor]:
         """One forward and one backward: (per-example loss, logits, d loss / d x)."""
         with torch.enable_grad():
             x = x.detach().requires_grad_(True)
@@ -204,9 +242,20 @@ class Attack:
         return loss.detach(), out.logits.detach(), grad.detach()
 
     def loss_and_logits(self, x: Tensor, labels: Tensor, targets: Tensor | None) -> tuple[Tensor, Tensor]:
-        """One forward, no backward: (per-example loss, logits)."""
+        """One forward, no backward: (per-example loss, logits); with :attr:`eot` > 1 the means of ``eot``."""
         out = self.forward(x)
-        return self.loss_fn(out, labels, targets).detach(), out.logits.detach()
+        loss, logits = self.loss_fn(out, labels, targets).detach(), out.logits.detach()
+        for _ in range(self.eot - 1):
+            out = self.forward(x)
+            loss, logits = loss + self.loss_fn(out, labels, targets).detach(), logits + out.logits.detach()
+        return (loss, logits) if self.eot == 1 else (loss / self.eot, logits / self.eot)
+
+    def mean_logits(self, x: Tensor) -> Tensor:
+        """The logits of one forward pass, or with :attr:`eot` > 1 their mean over ``eot`` passes."""
+        logits = self.forward(x).logits
+        for _ in range(self.eot - 1):
+            logits = logits + self.forward(x).logits
+        return logits if self.eot == 1 else logits / self.eot
 
     def is_adversarial(self, logits: Tensor, labels: Tensor, targets: Tensor | None) -> Tensor:
         """Success per example: misclassified (untargeted) or the target predicted (targeted)."""
@@ -312,14 +361,17 @@ class IterativeAttack(Attack):
     """Shared core of the L-inf / L2 gradient attacks (PGD, BIM, FGSM, MIM).
 
     Subclasses may override :meth:`init_state` and :meth:`direction` (e.g. MIM's
-    momentum).  The default direction is the normalised gradient.
+    momentum).  The default direction is the normalised gradient.  ``eot``: the
+    number of EoT samples each gradient averages (see the module docstring;
+    default 1, a plain gradient; at most :data:`MAX_EOT`).
     """
 
     def __init__(self, model: nn.Module, eps: float, steps: int, step_size: float | None = None, *,
                  norm: str = "linf", random_start: bool = True, restarts: int = 1,
                  loss: str | AttackLoss | None = None, targeted: bool = False, final_iterate: bool = False,
-                 bounds: tuple[float, float] = (0.0, 1.0), seed: int = 0) -> None:
+                 bounds: tuple[float, float] = (0.0, 1.0), seed: int = 0, eot: int = 1) -> None:
         super().__init__(model, loss=loss, targeted=targeted, bounds=bounds, seed=seed)
+        self.eot = check_eot(eot)
         #: return the last iterate of every example (adversarial training, transfer)
         #: instead of its first fooling iterate (evaluation)
         self.final_iterate = bool(final_iterate)
@@ -333,7 +385,7 @@ class IterativeAttack(Attack):
 
     def params(self) -> dict[str, Any]:
         return {**super().params(), "eps": self.eps, "steps": self.steps, "step_size": self.step_size,
-                "norm": self.norm, "random_start": self.random_start, "restarts": self.restarts}
+                "norm": self.norm, "random_start": self.random_start, "restarts": self.restarts, "eot": self.eot}
 
     def random_start_noise(self, x: Tensor) -> Tensor:
         """A random point of the eps-ball for every row of ``x`` (the rows :attr:`active_rows` of the batch)."""
@@ -393,7 +445,7 @@ class IterativeAttack(Attack):
                         return result, fooled
             step = self.step_size * self.direction(grad, state)
             x_adv = self.clamp(x0 + project(x_adv + step - x0, self.eps, self.norm))
-        hit = self.is_adversarial(self.forward(x_adv).logits, lab, tgt)
+        hit = self.is_adversarial(self.mean_logits(x_adv), lab, tgt)
         result[idx] = x_adv
         fooled[idx[hit]] = True
         return result, fooled

@@ -29,6 +29,6 @@ class BIM(IterativeAttack):
 
     def __init__(self, model: nn.Module, eps: float, steps: int = 10, step_size: float | None = None, *,
                  norm: str = "linf", loss: str | AttackLoss | None = None, targeted: bool = False,
-                 bounds: tuple[float, float] = (0.0, 1.0), seed: int = 0) -> None:
+                 bounds: tuple[float, float] = (0.0, 1.0), seed: int = 0, eot: int = 1) -> None:
         super().__init__(model, eps, steps, step_size, norm=norm, random_start=False, restarts=1, loss=loss,
-                         targeted=targeted, bounds=bounds, seed=seed)
+                         targeted=targeted, bounds=bounds, seed=seed, eot=eot)

@@ -39,9 +39,9 @@ class MIM(IterativeAttack):
     def __init__(self, model: nn.Module, eps: float, steps: int = 40, step_size: float | None = None,
                  decay: float = 1.0, *, norm: str = "linf", random_start: bool = False, restarts: int = 1,
                  loss: str | AttackLoss | None = None, targeted: bool = False,
-                 bounds: tuple[float, float] = (0.0, 1.0), seed: int = 0) -> None:
+                 bounds: tuple[float, float] = (0.0, 1.0), seed: int = 0, eot: int = 1) -> None:
         super().__init__(model, eps, steps, step_size, norm=norm, random_start=random_start, restarts=restarts,
-                         loss=loss, targeted=targeted, bounds=bounds, seed=seed)
+                         loss=loss, targeted=targeted, bounds=bounds, seed=seed, eot=eot)
         self.decay = check_range("decay", decay, low=0.0)
 
     def params(self) -> dict[str, Any]:

@@ -64,9 +64,9 @@ class MultiTargetPGD(IterativeAttack):
     def __init__(self, model: nn.Module, eps: float, steps: int = 50, step_size: float | None = 0.01,
                  k: int = 3, *, norm: str = "linf", random_start: bool = True, restarts: int = 1,
                  loss: str | AttackLoss | None = None, bounds: tuple[float, float] = (0.0, 1.0),
-                 seed: int = 0) -> None:
+                 seed: int = 0, eot: int = 1) -> None:
         super().__init__(model, eps, steps, step_size, norm=norm, random_start=random_start, restarts=restarts,
-                         loss=loss, targeted=False, bounds=bounds, seed=seed)
+                         loss=loss, targeted=False, bounds=bounds, seed=seed, eot=eot)
         self.k = check_int("k (number of targets)", k, 1)
 
     def params(self) -> dict[str, Any]:

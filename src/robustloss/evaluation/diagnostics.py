@@ -36,7 +36,9 @@ with two further sanity checks of the kind run by AutoAttack (Croce & Hein
     two forward passes in eval mode on the same inputs give the same logits
     (up to ``1e-5`` relative).  A randomised model needs attacks that average
     over its randomness (EOT, Athalye et al. 2018); plain attacks overestimate
-    its robustness.
+    its robustness.  A failure says so (the gradient attacks' ``eot`` option,
+    :mod:`robustloss.attacks.base`); the other checks' attacks use one draw
+    per gradient and are themselves no EoT attacks.
 
 Every attack uses the same ``loss`` - by default the objective's adaptive loss
 (the MMC paper, App. B.4), the default of the attacks.  Accuracies are over all
@@ -241,7 +243,9 @@ class _Diagnosis:
         flips = int((first.argmax(1) != second.argmax(1)).sum())
         passed = diff <= 1e-5 * max(scale, 1.0) and bool((fin1 == fin2).all())
         values = {"max_abs_logit_difference": diff, "prediction_changes": flips, "n": len(self.x)}
-        verdict = "ok" if passed else "the model is random in eval mode: attack it with EOT (averaged gradients)"
+        verdict = "ok" if passed else ("the model is random in eval mode: attacks need EoT (gradients averaged over "
+                                        "its randomness: the gradient attacks' eot option, e.g. pgd:...,eot=10); "
+                                        "attacks without it overestimate its robustness")
         detail = f"two forward passes differ by up to {diff:.3g} in the logits, {flips} of {len(self.x)} " \
                  f"predictions change ({verdict})"
         return Check("deterministic-outputs", passed, detail, values)

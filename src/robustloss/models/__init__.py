@@ -9,6 +9,7 @@ from torch import nn
 
 from robustloss.models.cnn import CNN3
 from robustloss.models.lenet import LeNet5
+from robustloss.models.randomization import DEFENSES, RandomResizePad, apply_defense, randomized
 from robustloss.models.resnet import PreActResNet
 from robustloss.registry import Registry
 
@@ -24,4 +25,5 @@ def build_backbone(name: str, in_channels: int, image_size: int,
     return MODELS.build(name, options, in_channels=in_channels, image_size=image_size)
 
 
-__all__ = ["CNN3", "LeNet5", "MODELS", "PreActResNet", "build_backbone"]
+__all__ = ["CNN3", "DEFENSES", "LeNet5", "MODELS", "PreActResNet", "RandomResizePad", "apply_defense",
+           "build_backbone", "randomized"]

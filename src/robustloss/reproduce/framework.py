@@ -47,6 +47,7 @@ from robustloss.evaluation import diagnostics
 from robustloss.evaluation.report import markdown_table
 from robustloss.evaluation.suite import AttackSpec
 from robustloss.io import atomic_write, atomic_write_json, atomic_write_text
+from robustloss.models.randomization import apply_defense
 from robustloss.reproduce.papers import Paper
 from robustloss.runs import RunInUse, evaluate_run, load_run, run_is_complete, train_run
 from robustloss.training.config import AdversarialConfig, TrainConfig
@@ -204,20 +205,31 @@ class Context:
         return run_dir
 
     def evaluate(self, run_dir: Path, suite: list[AttackSpec], *, name: str, n: int,
-                 worst_case: bool = False) -> dict[str, Any]:
-        """:func:`robustloss.runs.evaluate_run` with reuse: a finished identical evaluation is read, not rerun."""
+                 worst_case: bool = False, defense: str | None = None) -> dict[str, Any]:
+        """:func:`robustloss.runs.evaluate_run` with reuse: a finished identical evaluation is read, not rerun.
+
+        ``defense`` (e.g. ``"randomization"``) evaluates the run's model behind that defence; the name gets
+        ``-<defense>`` appended, so the defended and undefended results of one run never share a file.
+        """
+        if defense is not None:
+            name = f"{name}-{defense}"
         return evaluate_run(run_dir, suite, name=name, n=n, device=self.device, worst_case=worst_case,
-                            data_dir=self.data_dir, progress=self.progress, reuse=not self.force)
+                            data_dir=self.data_dir, progress=self.progress, reuse=not self.force, defense=defense)
 
     def diagnose(self, run_dir: Path, x: torch.Tensor, y: torch.Tensor, *, eps: float,
-                 **options: Any) -> dict[str, Any]:
-        """The gradient-masking checks on ``run_dir``'s model, cached in ``RUN/eval/`` by their settings."""
+                 defense: str | None = None, **options: Any) -> dict[str, Any]:
+        """The gradient-masking checks on ``run_dir``'s model (behind ``defense``, seeded 0, if given), cached in
+        ``RUN/eval/`` by their settings (the defence among them)."""
         settings = {"eps": eps, "n": len(x), **options}
+        if defense is not None:   # absent without a defence: the cached checks of undefended models keep their key
+            settings["defense"] = defense
         key = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:12]
         path = run_dir / "eval" / f"diagnostics-{key}.json"
         if path.is_file() and not self.force:
             return dict(json.loads(path.read_text()))
-        model = load_run(run_dir, device=self.device)
+        model: torch.nn.Module = load_run(run_dir, device=self.device)
+        if defense is not None:
+            model = apply_defense(defense, model, int(x.shape[-1]), seed=0)
         checks = diagnostics.diagnose(model, x, y, eps=eps, n=len(x), device=_device(self.device), **options)
         summary = diagnostics.summary(checks, **settings)
         atomic_write_json(path, summary)

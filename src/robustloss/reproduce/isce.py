@@ -13,6 +13,10 @@ item 4), and each report states from the numbers whether I-SCE's gain over SCE s
   iterations); the strongest column adds C&W-L2 (unbounded, the same threat model).
 * ``isce-table4`` (I5): SimBA with 300 (MNIST) / 500 (CIFAR-10) queries per image (l.53); the strongest column
   adds SimBA on the adaptive loss and white-box L-inf attacks at the same eps.
+* The *Random* row (Xie et al. 2018, l.45) is the SCE model (the same run) evaluated behind input randomisation
+  (:mod:`robustloss.models.randomization`, ``defense="randomization"``): the paper's columns attack it without
+  EoT, as the paper did; its strongest column adds EoT-PGD (every gradient averaged over ``IsceScale.eot``
+  draws, Athalye et al. 2018) and its "Random row" section sets the two side by side.
 * ``isce-fig3`` (I1): I-SCE over a grid of s in [1, 2] and m in (0, 0.1] (l.49), accuracy heatmaps.
 * ``isce-fig4`` (I6): 3-D feature embeddings (LeNet-5 with a 3-d feature layer).
 * ``isce-fig5`` (I10): the surface z(s, m) of App. A.2 from the paper's two constants, and the same constants
@@ -51,7 +55,8 @@ from robustloss.runs import load_run
 from robustloss.training.config import TrainConfig
 
 #: the compared models (l.45): row -> (objective, options, AT: ``None`` none, ``False`` untargeted PGD-AT).
-#: "Random" (Xie et al. 2018, input randomisation at inference) is not a training objective and is not implemented.
+#: "Random" (Xie et al. 2018, input randomisation at inference) is no training objective: it is the SCE run (the
+#: same config, so the same cached model) evaluated behind the defence of :data:`DEFENSE_OF`.
 MODELS: dict[str, tuple[str, dict[str, Any], bool | None]] = {
     "SCE": ("sce", {}, None),
     "I-SCE": ("isce", {"s": S_CHOSEN, "m": M_CHOSEN}, None),
@@ -61,9 +66,13 @@ MODELS: dict[str, tuple[str, dict[str, Any], bool | None]] = {
     # robustloss.objectives.arcface); the I-SCE paper does not state its values
     "ArcFace": ("arcface", {"s": 16.0, "m": 0.2}, None),
     "MMC-10": ("mmc", {"c_mm": 10.0}, None),
+    "Random": ("sce", {}, None),
     "Label smoothing": ("label-smoothing", {}, None),
     "AT (SCE)": ("sce", {}, False),
 }
+#: rows evaluated behind an inference-time defence (``defense=`` of :func:`robustloss.runs.evaluate_run`):
+#: "Random" is SCE behind Xie et al. 2018's random resizing and padding (robustloss.models.randomization)
+DEFENSE_OF: dict[str, str] = {"Random": "randomization"}
 ConfigMaker = Callable[[str, dict[str, Any], bool | None], TrainConfig]
 
 
@@ -133,9 +142,13 @@ class IsceScale:
                                                                 "synthetic": 0.1})
     diag_n: int = 200
     diag: tuple[tuple[str, Any], ...] = ()
+    #: EoT samples per gradient of the EoT attacks in the strongest columns of defended rows ("Random"); the
+    #: paper's columns attack them without EoT (as the paper did).  10: ours (Athalye et al. 2018 average more
+    #: samples against Xie et al.'s defence; 10 already removes most of the randomness on a 28 x 28 input)
+    eot: int = 10
 
 
-#: every scale but smoke runs all eight rows.  At the cpu scale SCE, Center loss, L-GM, MMC-10 and PGD-AT have
+#: every scale but smoke runs all nine rows (Random: the SCE model behind the defence, no training of its own).  At the cpu scale SCE, Center loss, L-GM, MMC-10 and PGD-AT have
 #: mmc-table1's configs, so they come from the run cache once that recipe has trained them (one PGD-10 AT epoch
 #: took over 23 min on the loaded 2-core machine: run mmc-table1 first).
 ISCE_SCALES: dict[str, IsceScale] = {
@@ -143,7 +156,7 @@ ISCE_SCALES: dict[str, IsceScale] = {
                        mt_k=2, margin_restarts=1, cw_steps=3, cw_search=1, simba_queries=20, grid_s=(1.0, 2.0),
                        grid_m=(0.1,), grid_epochs=1, grid_limit=256, grid_n=16, emb_epochs=1, emb_limit=256,
                        emb_n=64, diag_n=16, diag=(("steps", 3), ("spsa_n", 8), ("spsa_steps", 3),
-                                                  ("spsa_samples", 8))),
+                                                  ("spsa_samples", 8)), eot=2),
     "cpu": IsceScale(("mnist",), 300, df_n=200),
     "paper": IsceScale(("mnist", "cifar10"), 10_000, grid_s=(1.0, 1.25, 1.5, 1.75, 2.0),
                        grid_m=(0.02, 0.04, 0.06, 0.08, 0.1), grid_epochs=40, grid_limit=None, grid_n=1000,
@@ -191,6 +204,18 @@ def pgd_strong(s: IsceScale, eps: float) -> list[AttackSpec]:
         AttackSpec(f"MT-PGD{fifty} L2 ({s.mt_k} targets){e}", "multitarget",
                    {"eps": eps, "steps": fifty, "step_size": eps / 4, "norm": "l2", "k": s.mt_k}),
     ]
+
+
+def eot_strong(s: IsceScale, eps: float, norm: str) -> list[AttackSpec]:
+    """The EoT attacks added to the strongest column of a randomised row (Athalye et al. 2018): PGD-50 with
+    ``s.eot`` samples per gradient on the adaptive loss and on the logit margin, at ``eps`` in ``norm``."""
+    fifty = s.pgd_steps[1]
+    step = eps / 4 if norm == "l2" else eps / 8
+    e = f" eps={eps:g}" if norm == "l2" else f" eps={eps:.4g}"
+    tag = "L2 " if norm == "l2" else ""
+    base = {"eps": eps, "steps": fifty, "step_size": step, "norm": norm, "random_start": True, "eot": s.eot}
+    return [AttackSpec(f"EoT-PGD{fifty} {tag}x{s.eot} samples{e}", "pgd", dict(base)),
+            AttackSpec(f"EoT-PGD{fifty} {tag}margin x{s.eot} samples{e}", "pgd", {**base, "loss": "adaptive-margin"})]
 
 
 def deepfool_suite(s: IsceScale) -> dict[str, AttackSpec]:
@@ -247,6 +272,7 @@ def evaluate_models(ctx: Context, s: IsceScale, table: Table, dataset: str) -> d
     for row in s.rows:
         objective, options, at = MODELS[row]
         run_dir = ctx.train(f"{row} ({data})", make(objective, options, at))
+        defense = DEFENSE_OF.get(row)
         cols: dict[str, Any] = {}
         dist: dict[str, float | None] = {}
         if table.attack == "pgd":
@@ -254,19 +280,23 @@ def evaluate_models(ctx: Context, s: IsceScale, table: Table, dataset: str) -> d
             for eps in s.l2_eps[data]:
                 suite = pgd_columns(s, eps)
                 key_of = {spec.label: key for key, spec in suite.items()}
-                res = ctx.evaluate(run_dir, list(suite.values()), name=f"{tag}-{eps:g}", n=n)
+                res = ctx.evaluate(run_dir, list(suite.values()), name=f"{tag}-{eps:g}", n=n, defense=defense)
                 cols["clean"] = res["clean_accuracy"]
                 cols.update({key_of[a["label"]]: a["robust_accuracy"] for a in res["attacks"]})
-                strong = ctx.evaluate(run_dir, pgd_strong(s, eps), name=f"{tag}-strong-{eps:g}", n=n,
-                                      worst_case=True)
+                ensemble = pgd_strong(s, eps) + (eot_strong(s, eps, "l2") if defense else [])
+                strong = ctx.evaluate(run_dir, ensemble, name=f"{tag}-strong-{eps:g}", n=n,
+                                      worst_case=True, defense=defense)
                 cols[f"strongest eps={eps:g}"] = strong["worst_case_accuracy"]
                 cols[f"strongest breakdown eps={eps:g}"] = {a["label"]: a["robust_accuracy"]
                                                             for a in strong["attacks"]}
         elif table.attack == "deepfool":
             n = ctx.n_eval(s.df_n or s.n)
             suite = deepfool_suite(s)
+            if defense:   # a success within an L2 ball is a success under the unbounded L2 threat model too
+                eps = max(s.l2_eps[data])
+                suite.update({f"EoT {spec.label}": spec for spec in eot_strong(s, eps, "l2")})
             key_of = {spec.label: key for key, spec in suite.items()}
-            res = ctx.evaluate(run_dir, list(suite.values()), name=tag, n=n)
+            res = ctx.evaluate(run_dir, list(suite.values()), name=tag, n=n, defense=defense)
             cols["clean"] = res["clean_accuracy"]
             for a in res["attacks"]:
                 cols[key_of[a["label"]]] = a["robust_accuracy"]
@@ -278,21 +308,24 @@ def evaluate_models(ctx: Context, s: IsceScale, table: Table, dataset: str) -> d
             n = ctx.n_eval(s.n)
             queries = s.simba_queries or SIMBA_QUERIES.get(dataset, 300)
             for eps in s.simba_eps[data]:
-                strong = ctx.evaluate(run_dir, simba_strong(s, eps, queries), name=f"{tag}-{eps:.4g}", n=n,
-                                      worst_case=True)
+                ensemble = simba_strong(s, eps, queries) + (eot_strong(s, eps, "linf") if defense else [])
+                strong = ctx.evaluate(run_dir, ensemble, name=f"{tag}-{eps:.4g}", n=n, worst_case=True,
+                                      defense=defense)
                 cols["clean"] = strong["clean_accuracy"]
                 cols[f"SimBA eps={eps:.4g}"] = strong["attacks"][0]["robust_accuracy"]
                 cols[f"strongest eps={eps:.4g}"] = strong["worst_case_accuracy"]
                 cols[f"strongest breakdown eps={eps:.4g}"] = {a["label"]: a["robust_accuracy"]
                                                               for a in strong["attacks"]}
         models[row] = {"run": str(run_dir), "columns": cols, "distortion": dist, "n": n}
+        if defense:
+            models[row]["defense"] = defense
     return models
 
 
 def attack_columns(models: dict[str, dict[str, Any]]) -> tuple[list[str], list[str]]:
     """(the paper's attack columns, our strongest columns) present in ``models``."""
     cols = next(iter(models.values()))["columns"]
-    paper = [c for c in cols if c != "clean" and not c.startswith("strongest") and c != "C&W-L2"]
+    paper = [c for c in cols if c != "clean" and not c.startswith(("strongest", "EoT")) and c != "C&W-L2"]
     strong = [c for c in cols if c.startswith("strongest") and "breakdown" not in c]
     return paper, strong
 
@@ -489,7 +522,10 @@ def _table_run(table: Table) -> Callable[[Context], Outcome]:
             for row, info in models.items():
                 label = row if len(datasets_run) == 1 else f"{row} ({dataset})"
                 diags[label] = ctx.diagnose(Path(info["run"]), x_test[:s.diag_n], y_test[:s.diag_n],
-                                            eps=s.diag_eps[_data(ctx.scale, dataset)], **dict(s.diag))
+                                            eps=s.diag_eps[_data(ctx.scale, dataset)], defense=info.get("defense"),
+                                            **dict(s.diag))
+            if "Random" in models:
+                sections.append(_random_section(table, s, dataset, models, paper_cols, strong_cols))
         missing = [d for d in table.datasets if d not in datasets_run and ctx.scale != "smoke"]
         if missing:
             sections.append(f"## Not at this scale\n\nThe {', '.join(missing)} part of Table {table.number} runs at "
@@ -506,6 +542,34 @@ def _table_run(table: Table) -> Callable[[Context], Outcome]:
         plt.close("all")
         return Outcome(sections, results, table_claims(table), _deviations(ctx, s, table), diags)
     return run
+
+
+def _random_section(table: Table, s: IsceScale, dataset: str, models: dict[str, dict[str, Any]],
+                    paper_cols: list[str], strong_cols: list[str]) -> str:
+    """The "Random" row explained: the paper's attacks (no EoT) against the EoT attacks, from the numbers."""
+    cols = models["Random"]["columns"]
+    sce = models.get("SCE", {}).get("columns", {})
+    rows = []
+    for st in strong_cols:
+        paper = [c for c in paper_cols if strongest_of(c, strong_cols) == st]
+        if st == "strongest":
+            eot = {k: v for k, v in cols.items() if k.startswith("EoT")}
+        else:
+            eot = {k: v for k, v in cols.get(st.replace("strongest ", "strongest breakdown "), {}).items()
+                   if k.startswith("EoT")}
+        rows.append([st.replace("strongest ", "") if st != "strongest" else "unbounded",
+                     ", ".join(f"{c} {pct(cols[c])}" for c in paper),
+                     ", ".join(f"{k} {pct(v)}" for k, v in eot.items()) or "-", pct(cols[st]),
+                     pct(sce[st]) if st in sce else "-"])
+    return (f"## The Random row ({dataset})\n\n*Random* (Xie et al. 2018) is the SCE model evaluated behind input "
+            "randomisation (`robustloss.models.randomization`): every forward pass resizes each image to a random "
+            "r x r, r uniform in [H, M), pads it with zeros at a random offset to M x M, M = round(H * 331 / 299) "
+            "(their 299 -> [299, 331) scaled to our images), and resizes it back to H x H; no retraining. The "
+            "paper's columns attack it as the paper did, without EoT (one random draw per gradient). The strongest "
+            f"column adds EoT-PGD (Athalye et al. 2018: every gradient averaged over {s.eot} draws), so it shows "
+            "the honest number. Accuracies are of one random draw per prediction.\n\n"
+            + markdown_table(["budget", "paper's attacks (no EoT)", "EoT attacks", "strongest (with EoT)",
+                              "SCE strongest (no defence)"], rows))
 
 
 def _attack_note(table: Table, s: IsceScale, dataset: str) -> str:
@@ -562,8 +626,14 @@ def _table_figure(ctx: Context, table: Table, dataset: str, models: dict[str, di
 
 
 def _deviations(ctx: Context, s: IsceScale, table: Table) -> list[tuple[str, str, str]]:
+    random = ("; Random: the SCE model behind Xie et al. 2018's random resizing to r x r, r in [H, M), and zero "
+              "padding to M x M, M = round(H * 331 / 299), resized back to H x H (ours; their ImageNet 299 -> "
+              "[299, 331)), one draw per example and forward pass, the paper's attacks without EoT, EoT-PGD with "
+              f"{s.eot} samples in the strongest column" if "Random" in s.rows else
+              " (Random, the SCE model behind Xie et al. 2018's input randomisation, runs at the cpu and paper "
+              "scales; its smoke run is tests/test_reproduce_isce.py)")
     out = [("models", "SCE, Center loss, L-GM, ArcFace, MMC, Random (Xie et al. 2018), Label Smoothing, AT, I-SCE "
-                      "(l.45)", ", ".join(s.rows) + " (Random, an input-randomisation defense, is not implemented)"),
+                      "(l.45)", ", ".join(s.rows) + random),
            ("optimizer", "garbled (\"& Ba, 2015\", l.45: read as Adam); lr, epochs, batch not stated",
             "Adam, lr 0.001, 40 (MNIST) / 200 (CIFAR-10) epochs, batch 128" if ctx.scale == "paper" else
             "momentum SGD 0.9, lr 0.01, batch 128, 10 epochs (AT: 3), mmc-table1's MNIST recipe (shared models)"),
@@ -618,15 +688,18 @@ _CPU_TIMES = {"isce-table1": "measured 12 s on isce-table5's models and evaluati
 def _table_recipe(table: Table) -> Recipe:
     cifar_only = table.datasets == ("cifar10",)
     plans = {"smoke": "synthetic 16x16 data, SCE and I-SCE, 1 epoch on 512 images, 16 test points, reduced budgets",
-             "paper": f"{' and '.join(table.datasets)}, the paper's network, 8 models, all 10,000 test images"}
+             "paper": f"{' and '.join(table.datasets)}, the paper's network, 9 models (Random: SCE behind input "
+                      "randomisation), all 10,000 test images"}
     times = {"smoke": "measured ~1-2 s of CPU each (models shared)",
              "paper": "estimated: MNIST ResNet-32 ~1 GPU hour per model; CIFAR-10 "
                                                   "ResNet-32 200 epochs ~4 GPU hours per model (AT ~7x)"}
     if not cifar_only:
-        plans["cpu"] = ("MNIST, LeNet-5, all 8 models (mmc-table1's MNIST recipe; run mmc-table1 first), "
+        plans["cpu"] = ("MNIST, LeNet-5, all 9 models (Random: SCE behind input randomisation; mmc-table1's MNIST "
+                        "recipe; run mmc-table1 first), "
                         + ("200" if table.attack == "deepfool" else "300") + " test images"
                         + ("" if table.datasets == ("mnist",) else "; the CIFAR-10 part at paper scale only"))
-        times["cpu"] = _CPU_TIMES[table.name]
+        times["cpu"] = (_CPU_TIMES[table.name] + "; measured before the Random row existed: its evaluations "
+                        "(with EoT-PGD-50 x 10 samples) come on top, not measured yet")
     return Recipe(table.name, f"{table.caption} (I-SCE paper Table {table.number})", (table.experiment,),
                   ISCE_PAPER, plans=plans, times=times, run=_table_run(table),
                   default_scale="paper" if cifar_only else "cpu")

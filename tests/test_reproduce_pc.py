@@ -216,6 +216,8 @@ def test_pc_table_recipes_smoke(tmp_path: Path, name: str) -> None:
         "pc-table3": ("P6", {CE_MAIN, PC_MAIN}, "PC", "SPSA 0.3"),
         "pc-table5": ("P9", {"CE+AT", "GCE+AT", "PC+AT", PC_MAIN}, "PC+AT", "PGD 0.3")}[name]
     assert set(models) == expected
+    # every model gets the gradient-masking checks, in the report and in results.json
+    assert set(saved["diagnostics"]) == expected and "## Gradient-masking diagnostics" in report
     paper = PC_PAPER.table(experiment)
     cols = list(paper[paper_row])
     theirs = _row(report, f"{paper_row} (paper)")

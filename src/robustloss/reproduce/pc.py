@@ -286,6 +286,13 @@ def strong_suite(s: PCScale, eps: float) -> list[AttackSpec]:
     ]
 
 
+def diagnose_models(ctx: Context, s: PCScale, models: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """The gradient-masking checks on every model (cached per run and settings, so shared between PC recipes)."""
+    x, y = datasets.load(s.dataset, "test", ctx.data_dir)
+    return {v: ctx.diagnose(Path(info["run"]), x[:s.diag_n], y[:s.diag_n], eps=s.eps[0], **dict(s.diag))
+            for v, info in models.items()}
+
+
 def train_and_evaluate(ctx: Context, s: PCScale, variants: tuple[str, ...], n: int) -> dict[str, dict[str, Any]]:
     """Train (or reuse) each variant and evaluate the paper's suite and the strongest ensemble at each eps.
 
@@ -404,11 +411,7 @@ def _t1_run(ctx: Context) -> Outcome:
     extra = other_datasets(ctx, "P4")
     plt = pyplot()
     models = train_and_evaluate(ctx, s, s.variants, n)
-    diags = {}
-    x_test, y_test = datasets.load(s.dataset, "test", ctx.data_dir)
-    for variant, info in models.items():
-        diags[variant] = ctx.diagnose(Path(info["run"]), x_test[:s.diag_n], y_test[:s.diag_n], eps=s.eps[0],
-                                      **dict(s.diag))
+    diags = diagnose_models(ctx, s, models)
     results: dict[str, Any] = {"n": n, "dataset": s.dataset, "t": s.t, "eps": list(s.eps), "models": models}
     paper = PC_PAPER.table("P4")
     cols = [c for c in paper["PC"] if c != "clean"]
@@ -884,9 +887,7 @@ def _masking_run(ctx: Context) -> Outcome:
     plt = pyplot()
     n = ctx.n_eval(s.n)
     models = train_and_evaluate(ctx, s, s.variants, n)
-    x, y = datasets.load(s.dataset, "test", ctx.data_dir)
-    diags = {v: ctx.diagnose(Path(info["run"]), x[:s.diag_n], y[:s.diag_n], eps=s.eps[0], **dict(s.diag))
-             for v, info in models.items()}
+    diags = diagnose_models(ctx, s, models)
     cols = [c for c in PC_PAPER.table("P4")["PC"] if c != "clean"]
     ours: Table = {v: {c: 100 * float(info["columns"][c]) for c in cols} for v, info in models.items()}
     paper = paper_violations()
@@ -1057,7 +1058,8 @@ def _table2_run(ctx: Context) -> Outcome:
     deviations = _common_deviations(ctx, s, n) + [("GCE", "copied from Chen et al. 2019a (their recipe)",
                                                    "trained here with the PC paper's recipe, alpha as the objective's "
                                                    "default (docs/objectives.md)")]
-    return Outcome(sections, {"n": n, "models": models, "paper_numbers": paper}, claims, deviations)
+    return Outcome(sections, {"n": n, "models": models, "paper_numbers": paper}, claims, deviations,
+                   diagnose_models(ctx, s, models))
 
 
 def black_box(ctx: Context, s: PCScale, n: int) -> tuple[dict[str, dict[str, Any]], Path, float, dict[str, AttackSpec]]:
@@ -1156,7 +1158,8 @@ def _table3_run(ctx: Context) -> Outcome:
             "the paper: ResNet-56 against VGG-13); the *strongest* columns are white-box."))
         deviations.append(("colour datasets", "VGG-13 targets, ResNet-56 substitute (l.228)",
                            "ResNet-56 targets (no VGG-13), a ResNet-56 substitute trained with seed 1"))
-    return Outcome(sections, results, claims + other_dataset_claims("P6", "Table 3"), deviations)
+    return Outcome(sections, results, claims + other_dataset_claims("P6", "Table 3"), deviations,
+                   diagnose_models(ctx, s, models))
 
 
 def with_at(ctx: Context, s: PCScale, n: int) -> dict[str, dict[str, Any]]:
@@ -1210,7 +1213,7 @@ def _table5_run(ctx: Context) -> Outcome:
         deviations.append(("CIFAR-10 (Table 5)", "CE+AT and PC+AT with 5-step PGD, eps in [0, 0.1] (l.234)",
                            "not run: our PGD adversarial training has no eps range (the paper's numbers only)"))
     claims += other_dataset_claims("P9", "Table 5", "PC+AT", "CE+AT", eps=0.3)
-    return Outcome(sections, results, claims, deviations)
+    return Outcome(sections, results, claims, deviations, diagnose_models(ctx, s, models))
 
 
 PC_TABLE2 = Recipe(

@@ -366,7 +366,9 @@ def test_other_datasets_section_and_claims() -> None:
     assert verdict["verdict"] == "yes" and "PC 75.0 vs CE 25.0" in verdict["evidence"] and "62.4 vs 31.3" in \
         verdict["evidence"]
     assert claims[1].verdict({"other_datasets": res}, "paper")["verdict"] == NOT_AT_SCALE     # FMNIST not run
-    assert claims[0].verdict({}, "cpu")["verdict"] == NOT_AT_SCALE
+    below = claims[0].verdict({}, "cpu")
+    assert below["verdict"] == NOT_AT_SCALE and "--scale paper only" in below["evidence"]
+    assert "Error" not in below["evidence"]                       # a reader sees why, not an exception name
 
 
 @pytest.mark.slow

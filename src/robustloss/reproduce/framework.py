@@ -92,7 +92,7 @@ class Claim:
         try:
             holds, evidence = self.check(results)
         except (KeyError, IndexError) as exc:   # a number this scale did not produce
-            holds, evidence = None, f"not measured at this scale ({type(exc).__name__}: {exc})"
+            holds, evidence = None, f"not measured at this scale (no result {exc})"
         if holds is None:
             verdict = NOT_AT_SCALE
         elif scale == "smoke" and not self.exact:

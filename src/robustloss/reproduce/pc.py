@@ -213,6 +213,8 @@ def other_dataset_claims(experiment: str, table: str, better: str = "PC", worse:
 
         def check(results: dict[str, Any], prefix: str = prefix, column: str = column,
                   note: str = note) -> tuple[bool | None, str]:
+            if prefix not in results.get("other_datasets", {}):
+                return None, f"{prefix} is evaluated at --scale paper only, from your files (--data-dir)"
             models = results["other_datasets"][prefix]["models"]
             a, b = (100 * float(models[m]["columns"][column]) for m in (better, worse))
             return a > b, f"{prefix} {column}: {better} {a:.1f} vs {worse} {b:.1f} ({note})"

@@ -12,7 +12,7 @@ untouched; each module's training mode is restored; a fixed seed gives the same
 output (also the same attack object called twice); every attack returns the
 same :class:`AttackResult` (success = misclassified / target hit at the
 returned point, distortion in the attack's norm, the model's prediction, the
-queries used), and attacks that keep the first fooling iterate return a fooling
+queries used, each attributed to its example or to a probe), and attacks that keep the first fooling iterate return a fooling
 point whenever they evaluated one; other input bounds ([-1, 1]) are honoured; on
 a GPU the output stays on it (skipped without one).  Error cases: targets equal
 to the labels (any targets for untargeted-only attacks), inputs outside the
@@ -229,6 +229,12 @@ def test_attack_invariants(name: str, data_seed: int, n: int, objective: str, ep
     assert result.success.dtype == torch.bool and result.success.shape == (n,)
     assert torch.allclose(result.distortion, lp_norm(x_adv - x, attack.norm)), f"{name}: distortion"
     assert isinstance(result.queries, int) and result.queries >= n, f"{name}: queries {result.queries}"
+    # every model evaluation is spent on an example or is one of the call's probes
+    per = result.example_queries
+    assert per is not None and per.shape == (n,) and per.dtype == torch.long, f"{name}: example_queries {per}"
+    assert bool((per >= 1).all()), f"{name}: an example without the final evaluation: {per}"
+    assert int(per.sum()) + attack.overhead_queries == result.queries, \
+        f"{name}: {per.tolist()} + {attack.overhead_queries} probe(s) != {result.queries} queries"
     if spec.get("keeps_hits") and hasattr(attack, "eps") and (targets is not None or not targeted):
         seen = rec.hits_seen(x, y, targets, attack.eps, getattr(attack, "norm", "linf"))
         hit, tie = hits(model, x_adv, y, targets)   # the recorder saw rows in batches of other sizes: float ties

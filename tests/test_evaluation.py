@@ -100,6 +100,26 @@ def test_a_bad_spec_fails_before_any_attack_runs(sce_model: Classifier, mnist_te
     assert calls == []
 
 
+def test_rows_keep_each_examples_queries(run_dir: Path) -> None:
+    runs.evaluate_run(run_dir, SUITE[1:2], name="q", n=40, device="cpu", worst_case=True, progress=False)
+    batch: list[dict[str, Any]] = []
+    rows = 0
+    for line in (run_dir / "eval" / "q.rows" / "rank-0.jsonl").read_text().splitlines():
+        record = json.loads(line)
+        if "commit" not in record:
+            batch.append(record)
+            continue
+        if record["kind"] == "attack":   # BIM-3, no random start: 1 + steps-before-the-hit gradients + final
+            for row in batch:
+                survived = row["adv_pred"] == row["label"]
+                assert row["queries"] == 5 if survived else 2 <= row["queries"] <= 5, row
+            # the rows' queries and the one probe of the call (x[:1]) make the batch's total
+            assert sum(row["queries"] for row in batch) + 1 == record["queries"]
+            rows += len(batch)
+        batch = []
+    assert rows > 30                   # the clean-correct points of 40
+
+
 # --------------------------------------------------------------------------- runs: resume
 def test_killed_evaluation_resumes_from_the_stored_rows(run_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     real = engine.run_attack

@@ -77,7 +77,7 @@ class APGD(IterativeAttack):
 
     def perturb(self, x: Tensor, labels: Tensor, targets: Tensor | None) -> Tensor:
         if self.loss_name == "dlr" and x.shape[0]:
-            classes = self.forward(x[:1]).logits.shape[1]
+            classes = self.forward(x[:1], overhead=True).logits.shape[1]
             need = 3 if targets is None else 4
             if classes < need:
                 raise UserError(f"the DLR loss needs at least {need} classes "

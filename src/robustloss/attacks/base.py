@@ -153,6 +153,11 @@ class AttackResult:
     prediction: Tensor
     #: model evaluations (input rows through the model, forward passes only) this call used, in total
     queries: int
+    #: ``(N,)`` int64: the model evaluations spent on each example (``queries`` minus the call's
+    #: :attr:`Attack.overhead_queries`, e.g. the one-row probe of the number of classes); ``None`` when the
+    #: attack does not attribute every evaluation to its example (a custom subclass that forwards sub-batches
+    #: without saying which rows they hold)
+    example_queries: Tensor | None = None
 
 
 class Attack:
@@ -201,52 +206,88 @@ class Attack:
         #: the batch rows the current sub-batch holds (``None``: all); set by attacks that work on subsets
         self.active_rows: Tensor | None = None
         self.queries = 0
+        #: per-example model evaluations of the current :meth:`run` (``None`` outside one)
+        self.example_queries: Tensor | None = None
+        #: evaluations of the current run spent on no example in particular (probes)
+        self.overhead_queries = 0
+        #: evaluations the current run could not attribute to rows (makes ``example_queries`` ``None``)
+        self.unattributed_queries = 0
         #: mixed precision of the model's forward passes (``"bf16"``, ``"fp16"``; ``None``: fp32, the default).
         #: A runtime setting, not an attack option: adversarial training sets it to craft examples faster
         #: (``TrainConfig.amp``); evaluations leave it at fp32.
         self.amp: str | None = None
 
     # ------------------------------------------------------------------ helpers
-    def forward(self, x: Tensor) -> ModelOutput:
+    def forward(self, x: Tensor, rows: Tensor | None = None, *, overhead: bool = False) -> ModelOutput:
         """One forward pass (counted in :attr:`AttackResult.queries`); features too for our classifiers.
+
+        Each input row is also counted for the example it belongs to
+        (:attr:`AttackResult.example_queries`): ``rows`` names the batch row of every
+        input row (repeats allowed); without it, the rows of :attr:`active_rows` when
+        the sizes match, else the whole batch when the sizes match.  ``overhead``
+        marks a pass spent on no example in particular (a probe).
 
         With :attr:`amp` the forward runs under ``torch.autocast`` and its outputs are cast back
         to fp32, so the attack losses (and their gradients' first steps) are computed in fp32.
         """
         self.queries += x.shape[0]
+        self._attribute(x.shape[0], rows, overhead)
         if self.amp is None:
             return forward(self.model, x, self.located)
         with autocast(x.device, self.amp):
             out = forward(self.model, x, self.located)
         return ModelOutput(out.logits.float(), None if out.features is None else out.features.float())
 
-    def loss_and_grad(self, x: Tensor, labels: Tensor, targets: Tensor | None) -> tuple[Tensor, Tensor, Tensor]:
+    def _attribute(self, k: int, rows: Tensor | None, overhead: bool) -> None:
+        counts = self.example_queries
+        if counts is None:
+            return
+        if overhead:
+            self.overhead_queries += k
+            return
+        if rows is None and self.active_rows is not None and self.active_rows.numel() == k:
+            rows = self.active_rows
+        if rows is None:
+            if k == counts.numel():
+                counts += 1
+            else:
+                self.unattributed_queries += k
+            return
+        if rows.numel() != k:
+            raise ValueError(f"forward: {rows.numel()} row indices for {k} input rows")
+        counts.index_add_(0, rows.to(counts.device, torch.long), torch.ones(k, dtype=counts.dtype,
+                                                                              device=counts.device))
+
+    def loss_and_grad(self, x: Tensor, labels: Tensor, targets: Tensor | None,
+                      rows: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor]:
         """(per-example loss, logits, d loss / d x): one forward and one backward, or with :attr:`eot` > 1 the
-        means of ``eot`` of them (EoT; ``eot`` times the queries)."""
+        means of ``eot`` of them (EoT; ``eot`` times the queries).  ``rows``: as in :meth:`forward`."""
         if self.eot == 1:
-            return self._loss_and_grad_once(x, labels, targets)
-        loss, logits, grad = self._loss_and_grad_once(x, labels, targets)
+            return self._loss_and_grad_once(x, labels, targets, rows)
+        loss, logits, grad = self._loss_and_grad_once(x, labels, targets, rows)
         for _ in range(self.eot - 1):
-            more = self._loss_and_grad_once(x, labels, targets)
+            more = self._loss_and_grad_once(x, labels, targets, rows)
             loss, logits, grad = loss + more[0], logits + more[1], grad + more[2]
         return loss / self.eot, logits / self.eot, grad / self.eot
 
-    def _loss_and_grad_once(self, x: Tensor, labels: Tensor,
-                            targets: Tensor | None) -> tuple[Tensor, Tensor, Tensor]:
+    def _loss_and_grad_once(self, x: Tensor, labels: Tensor, targets: Tensor | None,
+                            rows: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor]:
         """One forward and one backward: (per-example loss, logits, d loss / d x)."""
         with torch.enable_grad():
             x = x.detach().requires_grad_(True)
-            out = self.forward(x)
+            out = self.forward(x, rows)
             loss = self.loss_fn(out, labels, targets)
             (grad,) = torch.autograd.grad(loss.sum(), x)
         return loss.detach(), out.logits.detach(), grad.detach()
 
-    def loss_and_logits(self, x: Tensor, labels: Tensor, targets: Tensor | None) -> tuple[Tensor, Tensor]:
-        """One forward, no backward: (per-example loss, logits); with :attr:`eot` > 1 the means of ``eot``."""
-        out = self.forward(x)
+    def loss_and_logits(self, x: Tensor, labels: Tensor, targets: Tensor | None,
+                        rows: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """One forward, no backward: (per-example loss, logits); with :attr:`eot` > 1 the means of ``eot``.
+        ``rows``: as in :meth:`forward`."""
+        out = self.forward(x, rows)
         loss, logits = self.loss_fn(out, labels, targets).detach(), out.logits.detach()
         for _ in range(self.eot - 1):
-            out = self.forward(x)
+            out = self.forward(x, rows)
             loss, logits = loss + self.loss_fn(out, labels, targets).detach(), logits + out.logits.detach()
         return (loss, logits) if self.eot == 1 else (loss / self.eot, logits / self.eot)
 
@@ -305,8 +346,10 @@ class Attack:
             self.example_generators = [torch.Generator().manual_seed(int(s) & 0x7FFFFFFFFFFFFFFF)
                                        for s in example_seeds.tolist()]
         self.queries = 0
+        self.example_queries = torch.zeros(x.shape[0], dtype=torch.long)
+        self.overhead_queries = self.unattributed_queries = 0
         with eval_mode(self.model), torch.no_grad():
-            logits = self.forward(x[:1]).logits
+            logits = self.forward(x[:1], overhead=True).logits
             check_logits(logits)
             num_classes = logits.shape[1]
             if bool(((y < 0) | (y >= num_classes)).any()):
@@ -317,10 +360,13 @@ class Attack:
                 targets = random_targets(y, num_classes, self.generator, self.example_generators)
             targets = targets if self.targeted else None
             x_adv = self.perturb(x.detach().clone(), y, targets).detach()
+            self.active_rows = None
             logits = self.forward(x_adv).logits
+        counts, self.example_queries = self.example_queries, None
         return AttackResult(adversarial=x_adv, success=self.is_adversarial(logits, y, targets),
                             distortion=lp_norm(x_adv - x, self.norm), prediction=logits.argmax(dim=1),
-                            queries=self.queries)
+                            queries=self.queries,
+                            example_queries=None if self.unattributed_queries else counts.to(x.device))
 
     def perturb(self, x: Tensor, labels: Tensor, targets: Tensor | None) -> Tensor:
         """Craft adversarial examples for the validated batch (subclasses implement)."""
@@ -428,6 +474,7 @@ class IterativeAttack(Attack):
             x_adv = self.clamp(x + self.random_start_noise(x))
         fooled = torch.zeros(x.shape[0], dtype=torch.bool, device=x.device)
         idx = torch.arange(x.shape[0], device=x.device)
+        batch_rows = idx if self.active_rows is None else self.active_rows   # rows of the attacked batch
         x0, lab, tgt = x, labels, targets
         state = self.init_state(x)
         for _ in range(self.steps):
@@ -441,6 +488,7 @@ class IterativeAttack(Attack):
                     idx, x_adv, x0, lab, grad = idx[keep], x_adv[keep], x0[keep], lab[keep], grad[keep]
                     tgt = None if tgt is None else tgt[keep]
                     state = {k: v[keep] for k, v in state.items()}
+                    self.active_rows = batch_rows[idx]
                     if idx.numel() == 0:
                         return result, fooled
             step = self.step_size * self.direction(grad, state)

@@ -161,7 +161,7 @@ class CarliniWagnerL2(Attack):
             with torch.enable_grad():
                 wa = w[active].detach().requires_grad_(True)
                 xa = self.to_input(wa)
-                out = self.forward(xa)
+                out = self.forward(xa, where[active])
                 margin = self.loss_fn(out, labels[active], t)
                 sq = (xa - x[active]).flatten(1).pow(2).sum(dim=1)
                 loss = sq + c[active] * torch.clamp(-margin, min=-self.confidence)

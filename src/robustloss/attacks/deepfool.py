@@ -65,9 +65,9 @@ class DeepFool(Attack):
         return {**super().params(), "overshoot": self.overshoot, "max_iter": self.max_iter,
                 "candidates": self.candidates}
 
-    def attack_logits(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        """(prediction logits, attack logits) of one forward pass."""
-        out = self.forward(x)
+    def attack_logits(self, x: Tensor, rows: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """(prediction logits, attack logits) of one forward pass (``rows``: as in :meth:`Attack.forward`)."""
+        out = self.forward(x, rows)
         if self.located is not None and out.features is not None:
             return out.logits, self.located.classifier.objective.attack_logits(out.features)
         return out.logits, out.logits
@@ -87,7 +87,7 @@ class DeepFool(Attack):
         for it in range(self.max_iter + 1):
             with torch.enable_grad():
                 xa = x_adv[active].detach().requires_grad_(True)
-                logits, a = self.attack_logits(xa)
+                logits, a = self.attack_logits(xa, active)
                 hit = logits.detach().argmax(dim=1) != labels[active]
                 fooled[active[hit]] = True
                 if it == self.max_iter or bool(hit.all()):

@@ -68,12 +68,13 @@ class SimBA(Attack):
         return {**super().params(), "eps": self.eps, "max_queries": self.max_queries, "basis": "pixel",
                 "norm": "linf"}
 
-    def score(self, x: Tensor, labels: Tensor, targets: Tensor | None) -> tuple[Tensor, Tensor]:
+    def score(self, x: Tensor, labels: Tensor, targets: Tensor | None,
+              rows: Tensor | None = None) -> tuple[Tensor, Tensor]:
         """(score to *minimise*, predicted class) per example: one query each.
 
         The score is ``p(y|x)`` (untargeted), ``-p(y_t|x)`` (targeted), or minus the attack loss.
         """
-        out = self.forward(x)
+        out = self.forward(x, rows)
         pred = out.logits.argmax(dim=1)
         if not self.use_probability:
             return -self.loss_fn(out, labels, targets), pred
@@ -122,7 +123,7 @@ class SimBA(Attack):
                 cand = flat[rows].clone()
                 cand[torch.arange(rows.numel(), device=x.device), cols] = vals
                 p_new, pred_new = self.score(cand.view(-1, *shape[1:]), labels[rows],
-                                             None if targets is None else targets[rows])
+                                             None if targets is None else targets[rows], rows)
                 queries[rows] += 1
                 better = p_new < p[rows]
                 acc = rows[better]

@@ -93,18 +93,20 @@ class SPSA(Attack):
         for start in range(0, n, group):
             sl = slice(start, start + group)
             t = None if targets is None else targets[sl]
-            out[sl] = self.run_group(x[sl], labels[sl], t, seeds[sl], per_forward)
+            out[sl] = self.run_group(x[sl], labels[sl], t, seeds[sl], per_forward,
+                                     torch.arange(n, device=x.device)[sl])
         return out
 
     def run_group(self, x: Tensor, labels: Tensor, targets: Tensor | None, seeds: list[int],
-            per_forward: int) -> Tensor:
-        """SPSA on a small group of examples evaluated together (at most ``chunk`` inputs a forward)."""
+                  per_forward: int, rows: Tensor) -> Tensor:
+        """SPSA on a small group of examples evaluated together (at most ``chunk`` inputs a forward);
+        ``rows``: the group's rows in the attacked batch."""
         gens = [torch.Generator().manual_seed(s) for s in seeds]
         pairs = self.samples // 2
         shape = x.shape[1:]
         x_adv = x.clone()
         adam = Adam(x, self.lr)
-        _, logits = self.loss_and_logits(x_adv, labels, targets)
+        _, logits = self.loss_and_logits(x_adv, labels, targets, rows)
         active = (~self.is_adversarial(logits, labels, targets)).nonzero().squeeze(1).tolist()
         for _ in range(self.steps):
             if not active:
@@ -120,14 +122,15 @@ class SPSA(Attack):
                 probe = self.delta * dirs
                 batch = torch.cat([xa[:, None] + probe, xa[:, None] - probe], dim=1)  # (A, 2k, *shape)
                 vals, _ = self.loss_and_logits(batch.flatten(0, 1), la.repeat_interleave(2 * k),
-                                               None if ta is None else ta.repeat_interleave(2 * k))
+                                               None if ta is None else ta.repeat_interleave(2 * k),
+                                               rows[active].repeat_interleave(2 * k))
                 vals = vals.view(len(active), 2 * k).to(torch.float64)
                 diff = (vals[:, :k] - vals[:, k:]) / (2 * self.delta)           # (A, k)
                 grad += torch.einsum("ak,ak...->a...", diff, dirs.to(torch.float64))
             new = xa + adam.step(active, (grad / pairs).to(x.dtype))          # Adam ascent step, per example
             new = self.clamp(x[active] + (new - x[active]).clamp(-self.eps, self.eps))
             x_adv[active] = new
-            _, logits = self.loss_and_logits(new, la, ta)
+            _, logits = self.loss_and_logits(new, la, ta, rows[active])
             fooled = self.is_adversarial(logits, la, ta).tolist()
             active = [i for i, f in zip(active, fooled) if not f]
         return x_adv

@@ -225,11 +225,14 @@ def evaluate_shard(model: nn.Module, x: Tensor, y: Tensor, suite: list[AttackSpe
 
         def record(idx: Tensor, res: AttackResult, seeds: Tensor, seconds: float, aid: str = aid) -> None:
             labels, adv = y[idx].tolist(), res.prediction.cpu().tolist()
+            spent: list[int | None] = ([None] * len(labels) if res.example_queries is None
+                                       else res.example_queries.cpu().tolist())
             store.append([{"kind": "attack", "attack": aid, "i": i, "label": label,
                            "clean_pred": rows.clean[i]["pred"], "adv_pred": a, "success": bool(ok),
-                           "distortion": float(d), "seed": int(sd)}
-                          for i, label, a, ok, d, sd in zip(idx.tolist(), labels, adv, res.success.cpu().tolist(),
-                                                            res.distortion.cpu().tolist(), seeds.tolist())],
+                           "distortion": float(d), "queries": q, "seed": int(sd)}
+                          for i, label, a, ok, d, q, sd in zip(idx.tolist(), labels, adv,
+                                                               res.success.cpu().tolist(),
+                                                               res.distortion.cpu().tolist(), spent, seeds.tolist())],
                          {"kind": "attack", "attack": aid, "label": spec.label, "queries": res.queries,
                           "time_s": round(seconds, 4)})
 

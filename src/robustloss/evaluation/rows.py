@@ -15,11 +15,14 @@ Rows (``kind``):
 * ``attack``: ``attack`` (the attack's id, :func:`attack_id`), ``i``, ``label``,
   ``clean_pred``, ``adv_pred``, ``success`` (the attack's own criterion:
   misclassified, or the target reached), ``distortion`` (in the attack's norm),
-  ``seed`` (the example's seed for this attack);
+  ``queries`` (the model evaluations spent on this example,
+  :attr:`AttackResult.example_queries`; ``null`` for an attack that does not
+  attribute them; absent in rows written before it was recorded), ``seed`` (the
+  example's seed for this attack);
 
 commit lines carry ``queries`` (model evaluations of the batch, the attack's
-:attr:`AttackResult.queries`, forward passes of the clean pass for ``clean``)
-and ``time_s``.
+:attr:`AttackResult.queries`, which adds the call's probes to the rows' sum;
+forward passes of the clean pass for ``clean``) and ``time_s``.
 """
 
 from __future__ import annotations

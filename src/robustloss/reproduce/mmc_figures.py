@@ -290,9 +290,10 @@ class TracingPGD(PGD):
         super().__init__(*args, **kwargs)
         self.trace: list[Tensor] = []
 
-    def loss_and_grad(self, x: Tensor, labels: Tensor, targets: Tensor | None) -> tuple[Tensor, Tensor, Tensor]:
+    def loss_and_grad(self, x: Tensor, labels: Tensor, targets: Tensor | None,
+                      rows: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor]:
         self.trace.append(x.detach().clone())
-        return super().loss_and_grad(x, labels, targets)
+        return super().loss_and_grad(x, labels, targets, rows)
 
 
 def trajectory(model: Classifier, x: Tensor, y: Tensor, target: Tensor | None, loss: str, *, eps: float = F3B_EPS,

@@ -676,13 +676,17 @@ TABLES = (
     Table("isce-table7", 7, "I9", "deepfool", "shallow", ("mnist", "cifar10"), "DeepFool on shallow networks"),
 )
 
-_CPU_TIMES = {"isce-table1": "measured 12 s on isce-table5's models and evaluations (shared); ~38 min alone",
-              "isce-table3": "measured 12 s on isce-table7's evaluations (shared); ~15 min after isce-table5's models",
-              "isce-table4": "measured 6 min on isce-table5's models (SimBA 300 queries + L-inf ensemble, 2 eps, "
-                             "4 models, 300 points)",
-              "isce-table5": "measured ~38 min end to end with --threads 1 on the loaded 2-core machine (ArcFace and "
-                             "label smoothing, ~60 s per epoch, trained in parallel; evaluations ~30 min)",
-              "isce-table7": "measured ~15 min of DeepFool + C&W after isce-table5's models (incl. waiting for them)"}
+_CPU_TIMES = {"isce-table1": "measured 3 s on isce-table5's models and evaluations (shared); alone, add the "
+                             "eight trainings (~11 min, as measured in isce-table4's run from an empty cache)",
+              "isce-table3": "measured 1 s on isce-table7's evaluations (shared); ~15 min after isce-table5's models",
+              "isce-table4": "measured 19 min from an empty run cache with --threads 1, beside another reproduction "
+                             "on the 2-core machine (eight trainings, 653 s; SimBA 300 queries, the L-inf ensemble "
+                             "and EoT-PGD for Random, 2 eps, 300 points)",
+              "isce-table5": "measured 312 s on cached models (its evaluations, Random's EoT attacks "
+                             "included); add the eight trainings (~11 min) "
+                             "from an empty cache",
+              "isce-table7": "measured 50 s with its models and earlier evaluations cached (the Random row's "
+                             "evaluations run); ~15 min after isce-table5's models"}
 
 
 def _table_recipe(table: Table) -> Recipe:
@@ -695,11 +699,10 @@ def _table_recipe(table: Table) -> Recipe:
                                                   "ResNet-32 200 epochs ~4 GPU hours per model (AT ~7x)"}
     if not cifar_only:
         plans["cpu"] = ("MNIST, LeNet-5, all 9 models (Random: SCE behind input randomisation; mmc-table1's MNIST "
-                        "recipe; run mmc-table1 first), "
+                        "recipe, shared with it; trained here if not cached), "
                         + ("200" if table.attack == "deepfool" else "300") + " test images"
                         + ("" if table.datasets == ("mnist",) else "; the CIFAR-10 part at paper scale only"))
-        times["cpu"] = (_CPU_TIMES[table.name] + "; measured before the Random row existed: its evaluations "
-                        "(with EoT-PGD-50 x 10 samples) come on top, not measured yet")
+        times["cpu"] = _CPU_TIMES[table.name]
     return Recipe(table.name, f"{table.caption} (I-SCE paper Table {table.number})", (table.experiment,),
                   ISCE_PAPER, plans=plans, times=times, run=_table_run(table),
                   default_scale="paper" if cifar_only else "cpu")

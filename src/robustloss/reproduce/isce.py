@@ -149,8 +149,8 @@ class IsceScale:
 
 
 #: every scale but smoke runs all nine rows (Random: the SCE model behind the defence, no training of its own).  At the cpu scale SCE, Center loss, L-GM, MMC-10 and PGD-AT have
-#: mmc-table1's configs, so they come from the run cache once that recipe has trained them (one PGD-10 AT epoch
-#: took over 23 min on the loaded 2-core machine: run mmc-table1 first).
+#: mmc-table1's configs, so they come from the run cache once either recipe has trained them (all eight
+#: trainings: 653 s in isce-table4's run from an empty cache, 232 s of it the three PGD-10 AT epochs).
 ISCE_SCALES: dict[str, IsceScale] = {
     "smoke": IsceScale(("synthetic",), 16, rows=("SCE", "I-SCE"), pgd_steps=(2, 3), df_iters=(2, 3), apgd_steps=3,
                        mt_k=2, margin_restarts=1, cw_steps=3, cw_search=1, simba_queries=20, grid_s=(1.0, 2.0),

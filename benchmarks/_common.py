@@ -100,10 +100,12 @@ def ratio(times: Times, num: str, den: str, *, target: float | None, throughput:
     return value
 
 
-def trainer(config: TrainConfig, folder: str, channels_last: bool | None = None) -> Trainer:
+def trainer(config: TrainConfig, folder: str, channels_last: bool | None = False) -> Trainer:
     """A silent CPU :class:`Trainer` of ``config`` (``folder`` is where ``fit`` would write; nothing is written).
 
-    ``channels_last``: the weights' layout (``None``: the package default, contiguous).
+    ``channels_last``: the weights' layout; contiguous unless asked (the layout every table of
+    BENCHMARKS.md before "Speed options" was measured with); ``None``: the package default
+    (channels-last for conv backbones on an AVX-512 CPU).
     """
     return Trainer(config, folder, device="cpu", progress=False, log=lambda _msg: None, channels_last=channels_last)
 

@@ -122,9 +122,9 @@ def lenet_pgd(args: Any) -> None:
     for name, attack in attacks.items():
         res = attack.run(x, y)
         print(f"  robust accuracy {name}: {float((~res.success).float().mean()):.4f}")
-    cl = attacks["channels_last"].model
+    contiguous, cl = attacks["fp32"].model, attacks["channels_last"].model
     with torch.no_grad():
-        diff = float((model(x) - cl(x)).abs().max())
+        diff = float((contiguous(x) - cl(x)).abs().max())
     print(f"  max |logits channels_last - contiguous| on the batch: {diff:.2e}")
 
 
@@ -141,7 +141,7 @@ def lenet_at(args: Any) -> None:
         cfg = TrainConfig(dataset="mnist", model="lenet5", objective="sce", epochs=1000, adversarial=adv)
         t = C.trainer(cfg, f"{tmp}/frozen", channels_last=False)
         assert t.adversary is not None
-        t.adversary.attack.run = frozen(t.adversary.attack.run, t.model)   # type: ignore[method-assign]
+        t.adversary.attack.craft = frozen(t.adversary.attack.craft, t.model)   # type: ignore[method-assign]
         fns["at_frozen"] = C.epochs(t, x, y)
         for name, layout in (("clean_fp32", False), ("clean_channels_last", True)):
             t = C.trainer(TrainConfig(dataset="mnist", model="lenet5", objective="sce", epochs=1000),

@@ -118,3 +118,19 @@ class Payload:
     """A pickled object that ``torch.load(weights_only=True)`` must refuse."""
 
     value: int = 1
+
+
+class ConvView(nn.Module):
+    """A convolution whose output is flattened with ``.view()``, as much code written before channels-last does.
+
+    ``.view()`` needs contiguous activations, so this model fails once its weights are channels-last.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(1, 4, 3, stride=2)
+        self.fc = nn.Linear(4 * 13 * 13, 10)
+
+    def forward(self, x: Tensor) -> Tensor:
+        h = torch.relu(self.conv(x))
+        return self.fc(h.view(h.size(0), -1))

@@ -263,3 +263,17 @@ def test_external_model_sharded_over_two_ranks(weights: Path, tmp_path: Path) ->
     assert same >= 119 and two["n"] == 120 and two["clean_accuracy"] == single["clean_accuracy"]
     assert sorted(p.name for p in (tmp_path / "two" / "two.rows").glob("rank-*.jsonl")) == ["rank-0.jsonl",
                                                                                               "rank-1.jsonl"]
+
+
+def test_external_models_stay_contiguous_unless_asked(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Where our own backbones default to channels-last (AVX-512), an external model does not: it may ``.view()``."""
+    monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: "AVX512")
+    spec = [AttackSpec("fgsm", "fgsm", {"eps": 0.1})]
+    common = dict(dataset="mnist", out=tmp_path / "o", n=20, device="cpu", progress=False)
+    result = runs.evaluate_external(ExternalSpec("external_zoo:ConvView"), spec, name="default", **common)
+    assert result["channels_last"] is False and 0.0 <= result["clean_accuracy"] <= 1.0
+    # the reason for the rule: channels-last outputs break .view(); asked for anyway, a one-line error
+    with pytest.raises(UserError, match=r"does not run with channels-last weights \(view.*--no-channels-last"):
+        runs.evaluate_external(ExternalSpec("external_zoo:ConvView"), spec, name="asked", channels_last=True,
+                               **common)
+    assert not (tmp_path / "o" / "asked.json").exists()

@@ -161,3 +161,31 @@ def test_bad_arguments(sce_model: Classifier, mnist_test: tuple[Tensor, Tensor])
         PGD(sce_model, 0.1, 2, 0.01)(x * 2 + 0.5, y)
     with pytest.raises(ValueError):  # UserError is a ValueError for Python callers
         PGD(sce_model, 0.1, 2, 0.01)(x, y[:2])
+
+
+@pytest.mark.parametrize("kind", ["at-pgd", "at-fgsm", "eval-restarts"])
+def test_craft_returns_runs_examples_with_fewer_forwards(kind: str, mmc_model: Classifier,
+                                                         mnist_test: tuple[Tensor, Tensor]) -> None:
+    """``craft`` (adversarial training's entry) gives ``run``'s examples exactly, minus the measuring forwards."""
+    from robustloss.attacks import FGSM
+    x, y = mnist_test[0][:48], mnist_test[1][:48]
+    n = x.shape[0]
+
+    def build() -> PGD | FGSM:
+        if kind == "at-pgd":     # as TrainingAdversary builds it: targeted, last iterate, one restart
+            return PGD(mmc_model, 0.3, 4, 0.05, targeted=True, final_iterate=True)
+        if kind == "at-fgsm":
+            attack = FGSM(mmc_model, 0.2)
+            attack.final_iterate = True
+            return attack
+        return PGD(mmc_model, 0.1, 3, 0.03, restarts=2)   # evaluation settings: early exit, restarts
+
+    ran, crafted = build(), build()
+    result = ran.run(x, y, generator=torch.Generator().manual_seed(5))
+    x_adv = crafted.craft(x, y, generator=torch.Generator().manual_seed(5))
+    assert torch.equal(x_adv, result.adversarial)        # the same operations in the same order
+    assert crafted.measure_last_iterate and crafted.example_queries is None   # state restored after the call
+    if kind == "eval-restarts":
+        assert crafted.queries == ran.queries - n         # only run's measuring forward is saved
+    else:
+        assert crafted.queries == ran.queries - 2 * n     # and the last iterate's success check

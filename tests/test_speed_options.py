@@ -74,11 +74,14 @@ def test_channels_last_logits_and_input_gradients_match(objective: str, model: s
     assert float((ga - gb).abs().max()) <= 1e-4 * float(ga.abs().max())
 
 
-def test_channels_last_default_and_layout() -> None:
+def test_channels_last_default_and_layout(monkeypatch: pytest.MonkeyPatch) -> None:
     lenet, mlp = _model(), nn.Sequential(nn.Flatten(), nn.Linear(784, 10))
-    assert resolve_channels_last(None, CPU, lenet) is False                     # opt-in (device.py says why)
-    assert resolve_channels_last(None, torch.device("cuda"), lenet) is False
-    assert resolve_channels_last(None, CPU, mlp) is False
+    for capability, on in (("AVX512", True), ("AVX2", False), ("DEFAULT", False)):   # device.py says why
+        monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda c=capability: c)
+        assert resolve_channels_last(None, CPU, lenet) is on
+        assert resolve_channels_last(None, CPU, mlp) is False                    # nothing to speed up
+        assert resolve_channels_last(None, torch.device("cuda"), lenet) is False  # not measured on a GPU
+    monkeypatch.undo()
     assert resolve_channels_last(True, torch.device("cuda"), lenet) is True
     assert resolve_channels_last(False, CPU, lenet) is False
     with pytest.raises(UserError, match="channels_last"):
@@ -233,7 +236,8 @@ def test_resume_with_another_layout_warns(tmp_path: Path, capsys: pytest.Capture
     state["config"]["epochs"], state["complete"] = 2, False   # extend the finished run by one epoch
     save_checkpoint(out / "checkpoint.pt", state)
     (out / "config.json").write_text(json.dumps(state["config"]))
-    train_run(TrainConfig(epochs=2, train_limit=128), out, resume=True, progress=False, device="cpu")
+    train_run(TrainConfig(epochs=2, train_limit=128), out, resume=True, progress=False, device="cpu",
+              channels_last=False)
     err = capsys.readouterr().err
     assert "trained with channels_last=True and resumes with False" in err and "--channels-last" in err
     assert json.loads((out / "runtime.json").read_text())["channels_last"] is False

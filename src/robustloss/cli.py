@@ -66,8 +66,8 @@ def _add_device(p: argparse.ArgumentParser) -> None:
 def _add_channels_last(p: argparse.ArgumentParser) -> None:
     p.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=None,
                    help="store the model's weights channels-last (NHWC): faster convolutions on the CPU, same "
-                   "results to float rounding (default: off; see BENCHMARKS.md 'Speed options' for the gain and a known "
-                   "oneDNN crash with very narrow ResNets)")
+                   "results to float rounding (default: on for convolutional models on an AVX-512 CPU, off on other "
+                   "CPUs, on CUDA and for --model; BENCHMARKS.md 'Speed options' has the measurements)")
 
 
 def _add_backend(p: argparse.ArgumentParser) -> None:

@@ -54,23 +54,40 @@ def has_conv(model: nn.Module) -> bool:
     return any(isinstance(m, nn.Conv2d) for m in model.modules())
 
 
+#: the torch CPU capabilities on which channels-last weights are on by default (measured faster with
+#: the same results: BENCHMARKS.md "Speed options", run on an Intel Xeon with AVX-512 BF16 / AMX)
+CHANNELS_LAST_CPU_CAPABILITIES = ("AVX512",)
+
+
 def resolve_channels_last(requested: bool | None, device: torch.device, model: nn.Module) -> bool:
     """Whether to store ``model``'s 4-D weights channels-last (NHWC).
 
-    ``requested`` ``None`` (the default, ``--channels-last`` not given): off.  ``True`` /
-    ``False`` is taken as given.  It is opt-in because on the reference machine (AVX2,
-    torch 2.13.0) training our ResNet-v2 of width 4 with channels-last weights corrupts
-    the heap inside oneDNN (``free(): invalid next size``, the process aborts; widths 8
-    and 16 and LeNet-5 ran), and the gain there was small (LeNet-5 AT epoch 0.93x,
-    BENCHMARKS.md "Speed options"); the issue measured 0.48x per PGD step on AVX-512
-    hardware.  Where it runs, the logits agree with the contiguous model's to float
-    rounding (same operations, other summation order; ``tests/test_speed_options.py``).
+    ``requested`` ``True`` / ``False`` is taken as given.  ``None`` (the default,
+    neither ``--channels-last`` nor ``--no-channels-last``): on for a model with 2-D
+    convolutions on a CPU whose torch kernels are AVX-512
+    (``torch.backends.cpu.get_cpu_capability()``, which follows ``ATEN_CPU_CAPABILITY``),
+    off otherwise.  The measurements behind the rule (BENCHMARKS.md "Speed options",
+    torch 2.13.0, LeNet-5, one thread, fp32):
+
+    * AVX-512 (Intel Xeon with AMX): PGD-10 call 0.70x, PGD-10 adversarial-training
+      epoch 0.68x, clean epoch 0.92-0.95x, ResNet-32 attack 0.87x; the same robust
+      accuracy, logits within 6e-6.  oneDNN's input-gradient kernel of the 1-channel
+      first convolution takes a fast path when the incoming gradient is channels-last.
+    * AVX2 (AMD EPYC): adversarial-training epoch 0.93x, and training our ResNet-v2 of
+      width 4 with channels-last weights corrupted the heap inside oneDNN
+      (``free(): invalid next size``; it does not on the AVX-512 machine); so off.
+    * CUDA: not measured here; off (channels-last pays off on GPUs mainly with
+      mixed precision; pass ``--channels-last`` to try it).
+
+    The logits agree with the contiguous model's to float rounding (same operations,
+    another summation order; ``tests/test_speed_options.py``).
     """
     if requested is not None:
         if not isinstance(requested, bool):
             raise UserError(f"channels_last must be true, false or null (auto), got {requested!r}")
         return requested
-    return False
+    return (device.type == "cpu" and torch.backends.cpu.get_cpu_capability() in CHANNELS_LAST_CPU_CAPABILITIES
+            and has_conv(model))
 
 
 def apply_channels_last(model: nn.Module, on: bool) -> nn.Module:

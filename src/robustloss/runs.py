@@ -184,7 +184,8 @@ def train_run(config: TrainConfig, run_dir: str | Path, *, resume: bool = False,
     or a refusal) is broadcast, so a refused start stops every rank with the same
     error.  ``backend``: ``auto`` (``nccl`` on CUDA, ``gloo`` on the CPU), ``gloo``
     or ``nccl``; ``sync_bn`` converts BatchNorm layers to ``SyncBatchNorm``.
-    ``channels_last``: the weights' memory layout while training (``None``: contiguous,
+    ``channels_last``: the weights' memory layout while training (``None``: channels-last for
+    convolutional backbones on an AVX-512 CPU, else contiguous;
     :func:`robustloss.device.resolve_channels_last` says why);
     a runtime option recorded in ``runtime.json``, not part of the config.
     """
@@ -336,8 +337,8 @@ def evaluate_run(run_dir: str | Path, suite: list[AttackSpec], *, name: str, n: 
     writes (every rank returns the summary).
 
     Every evaluation runs in fp32 (``"precision"`` in the result); ``channels_last``
-    sets the model's weight layout (``None``: contiguous,
-    :func:`robustloss.device.resolve_channels_last`; the logits agree with the
+    sets the model's weight layout (``None``: channels-last for convolutional backbones on an
+    AVX-512 CPU, else contiguous, :func:`robustloss.device.resolve_channels_last`; the logits agree with the
     contiguous model's to float rounding) and is recorded as ``"channels_last"``.
 
     ``defense="randomization"`` evaluates the run's model behind Xie et al. 2018's input randomisation
@@ -383,7 +384,9 @@ def evaluate_external(spec: ExternalSpec, suite: list[AttackSpec], *, dataset: s
     preprocessing, output key, SHA-256 of the weights), so rows of another model
     in the same folder are never reused.  An attack asked for the adaptive loss
     attacks the logits (CE or margin, see :mod:`robustloss.external`); the
-    summary's ``"note"`` and the Markdown report say so.
+    summary's ``"note"`` and the Markdown report say so.  ``channels_last`` ``None`` means
+    contiguous here (not the rule of our own backbones): a module we do not know may
+    ``.view()`` its activations, which channels-last outputs break.
     """
     _check_eval_args(name, n, batch_size, seed, suite)
     if dataset not in datasets.NAMES:
@@ -400,7 +403,10 @@ def evaluate_external(spec: ExternalSpec, suite: list[AttackSpec], *, dataset: s
     return _evaluate_model(model, x, y, suite, w, dev, lock_dir=out_dir, out_dir=out_dir, name=name, n=n,
                            split=split, batch_size=batch_size, seed=seed, worst_case=worst_case, progress=progress,
                            diag_eps=diag_eps, reuse=reuse, about=about, card=card, key=spec.target,
-                           channels_last=channels_last, identity={k: v for k, v in about["model"].items() if k != "weights"})
+                           # an unknown module may .view() its activations, which channels-last outputs break:
+                           # contiguous unless asked for
+                           channels_last=bool(channels_last),
+                           identity={k: v for k, v in about["model"].items() if k != "weights"})
 
 
 def _check_eval_args(name: str, n: int | None, batch_size: int, seed: int, suite: list[AttackSpec]) -> None:
@@ -437,6 +443,21 @@ def non_adaptive_note(attacks: list[Attack]) -> str | None:
             "attacked its logits")
 
 
+def _check_runs_channels_last(model: nn.Module, x: torch.Tensor) -> None:
+    """A :class:`UserError` if ``model`` (weights already channels-last) fails a forward pass on ``x``.
+
+    Code written for contiguous activations (``.view()`` after a convolution) breaks on
+    channels-last outputs; the user should hear that in one line, before anything is written.
+    """
+    try:
+        with torch.no_grad():
+            model(x)
+    except RuntimeError as err:
+        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise UserError(f"the model does not run with channels-last weights ({reason}); "
+                        "evaluate it with --no-channels-last") from None
+
+
 def _evaluate_model(model: nn.Module, x: torch.Tensor, y: torch.Tensor, suite: list[AttackSpec], w: World,
                     dev: torch.device, *, lock_dir: Path, out_dir: Path, name: str, n: int | None, split: str,
                     batch_size: int, seed: int, worst_case: bool, progress: bool, diag_eps: float | None,
@@ -454,6 +475,8 @@ def _evaluate_model(model: nn.Module, x: torch.Tensor, y: torch.Tensor, suite: l
     """
     layout = resolve_channels_last(channels_last, dev, model)
     apply_channels_last(model, layout)
+    if layout:
+        _check_runs_channels_last(model, x[:2].to(dev))
     models = substitute_models(suite, str(dev))
     for index, spec in enumerate(suite):   # a bad spec fails here, before anything is written
         build_attack(model, spec, seed + index, models)

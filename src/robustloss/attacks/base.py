@@ -212,6 +212,8 @@ class Attack:
         self.overhead_queries = 0
         #: evaluations the current run could not attribute to rows (makes ``example_queries`` ``None``)
         self.unattributed_queries = 0
+        #: ``False`` inside :meth:`craft`: a final-iterate attack skips its last success check
+        self.measure_last_iterate = True
         #: mixed precision of the model's forward passes (``"bf16"``, ``"fp16"``; ``None``: fp32, the default).
         #: A runtime setting, not an attack option: adversarial training sets it to craft examples faster
         #: (``TrainConfig.amp``); evaluations leave it at fp32.
@@ -335,6 +337,41 @@ class Attack:
         does not depend on which other examples share its batch (the evaluation
         engine derives them from the attack's seed and the example's index).
         """
+        x, y, targets = self._begin(x, y, targets, generator, example_seeds)
+        with eval_mode(self.model), torch.no_grad():
+            x_adv, targets = self._craft(x, y, targets)
+            self.active_rows = None
+            logits = self.forward(x_adv).logits
+        counts, self.example_queries = self.example_queries, None
+        assert counts is not None   # set by _begin
+        return AttackResult(adversarial=x_adv, success=self.is_adversarial(logits, y, targets),
+                            distortion=lp_norm(x_adv - x, self.norm), prediction=logits.argmax(dim=1),
+                            queries=self.queries,
+                            example_queries=None if self.unattributed_queries else counts.to(x.device))
+
+    def craft(self, x: Tensor, y: Tensor, targets: Tensor | None = None, *,
+              generator: torch.Generator | None = None, example_seeds: Tensor | None = None) -> Tensor:
+        """The adversarial examples of :meth:`run` (the same tensor, same arguments), without measuring them.
+
+        For adversarial training, which needs the examples only: it saves :meth:`run`'s
+        forward pass on the result (and, with ``final_iterate`` and one restart, the
+        attack's own success check after the last step; BENCHMARKS.md "Speed options").
+        :attr:`queries` counts the forwards made.
+        """
+        x, y, targets = self._begin(x, y, targets, generator, example_seeds)
+        self.measure_last_iterate = False
+        try:
+            with eval_mode(self.model), torch.no_grad():
+                x_adv, _ = self._craft(x, y, targets)
+        finally:
+            self.measure_last_iterate = True
+            self.active_rows = None
+            self.example_queries = None
+        return x_adv
+
+    def _begin(self, x: Tensor, y: Tensor, targets: Tensor | None, generator: torch.Generator | None,
+               example_seeds: Tensor | None) -> tuple[Tensor, Tensor, Tensor | None]:
+        """Validate the batch and reset the per-call state (generators, query counters)."""
         x, y, targets = self._validate(x, y, targets)
         self.generator = generator if generator is not None else torch.Generator().manual_seed(self.seed)
         self.active_rows = None
@@ -348,25 +385,21 @@ class Attack:
         self.queries = 0
         self.example_queries = torch.zeros(x.shape[0], dtype=torch.long)
         self.overhead_queries = self.unattributed_queries = 0
-        with eval_mode(self.model), torch.no_grad():
-            logits = self.forward(x[:1], overhead=True).logits
-            check_logits(logits)
-            num_classes = logits.shape[1]
-            if bool(((y < 0) | (y >= num_classes)).any()):
-                raise UserError(f"labels must be class indices in [0, {num_classes - 1}]")
-            if targets is not None and bool(((targets < 0) | (targets >= num_classes)).any()):
-                raise UserError(f"targets must be class indices in [0, {num_classes - 1}]")
-            if self.targeted and targets is None:
-                targets = random_targets(y, num_classes, self.generator, self.example_generators)
-            targets = targets if self.targeted else None
-            x_adv = self.perturb(x.detach().clone(), y, targets).detach()
-            self.active_rows = None
-            logits = self.forward(x_adv).logits
-        counts, self.example_queries = self.example_queries, None
-        return AttackResult(adversarial=x_adv, success=self.is_adversarial(logits, y, targets),
-                            distortion=lp_norm(x_adv - x, self.norm), prediction=logits.argmax(dim=1),
-                            queries=self.queries,
-                            example_queries=None if self.unattributed_queries else counts.to(x.device))
+        return x, y, targets
+
+    def _craft(self, x: Tensor, y: Tensor, targets: Tensor | None) -> tuple[Tensor, Tensor | None]:
+        """Check the labels against the model's classes, draw random targets, perturb: ``(x_adv, targets)``."""
+        logits = self.forward(x[:1], overhead=True).logits
+        check_logits(logits)
+        num_classes = logits.shape[1]
+        if bool(((y < 0) | (y >= num_classes)).any()):
+            raise UserError(f"labels must be class indices in [0, {num_classes - 1}]")
+        if targets is not None and bool(((targets < 0) | (targets >= num_classes)).any()):
+            raise UserError(f"targets must be class indices in [0, {num_classes - 1}]")
+        if self.targeted and targets is None:
+            targets = random_targets(y, num_classes, self.generator, self.example_generators)
+        targets = targets if self.targeted else None
+        return self.perturb(x.detach().clone(), y, targets).detach(), targets
 
     def perturb(self, x: Tensor, labels: Tensor, targets: Tensor | None) -> Tensor:
         """Craft adversarial examples for the validated batch (subclasses implement)."""
@@ -493,7 +526,9 @@ class IterativeAttack(Attack):
                         return result, fooled
             step = self.step_size * self.direction(grad, state)
             x_adv = self.clamp(x0 + project(x_adv + step - x0, self.eps, self.norm))
-        hit = self.is_adversarial(self.mean_logits(x_adv), lab, tgt)
         result[idx] = x_adv
+        if self.final_iterate and self.restarts == 1 and not self.measure_last_iterate:
+            return result, fooled   # craft(): nobody reads ``fooled`` after the only restart
+        hit = self.is_adversarial(self.mean_logits(x_adv), lab, tgt)
         fooled[idx[hit]] = True
         return result, fooled

@@ -18,7 +18,8 @@ the crafting forwards run under ``torch.autocast`` (losses in fp32); the trainin
 step on the crafted batch stays fp32.  The parameters are *not* frozen
 (``requires_grad_(False)``) while crafting: the attack asks autograd for the input
 gradient only, which already skips the weight gradients, and freezing measured no
-gain (BENCHMARKS.md, "Speed options").  PGD-AT trains on the *last* iterate of
+gain (BENCHMARKS.md, "Speed options").  The examples come from ``Attack.craft``, which
+skips the forward passes that would only measure them.  PGD-AT trains on the *last* iterate of
 every example (Madry et al.), not on the first one that fools the model.
 """
 
@@ -60,7 +61,7 @@ class TrainingAdversary:
             u = float(torch.rand((), generator=self.generator))
             eps = self.cfg.eps_min + (self.cfg.eps - self.cfg.eps_min) * u
             self.attack.eps = self.attack.step_size = eps
-        x_adv = self.attack.run(x, y, generator=self.generator, example_seeds=example_seeds).adversarial
+        x_adv = self.attack.craft(x, y, generator=self.generator, example_seeds=example_seeds)
         if self.cfg.mix == "half":
             return torch.cat([x, x_adv]), torch.cat([y, y])
         return x_adv, y

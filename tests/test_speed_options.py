@@ -241,3 +241,15 @@ def test_resume_with_another_layout_warns(tmp_path: Path, capsys: pytest.Capture
     err = capsys.readouterr().err
     assert "trained with channels_last=True and resumes with False" in err and "--channels-last" in err
     assert json.loads((out / "runtime.json").read_text())["channels_last"] is False
+
+
+@pytest.mark.parametrize("capability,expected", [("AVX512", True), ("AVX2", False)])
+def test_training_default_layout_follows_the_cpu(capability: str, expected: bool, tmp_path: Path,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without --channels-last/--no-channels-last a run takes the CPU's rule, records it, and trains either way."""
+    monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: capability)
+    model = train_run(TrainConfig(epochs=1, train_limit=128), tmp_path / "run", progress=False, device="cpu")
+    assert json.loads((tmp_path / "run" / "runtime.json").read_text())["channels_last"] is expected
+    conv = next(p for p in model.parameters() if p.dim() == 4 and p.shape[1] > 1)   # not the 1-channel conv
+    assert conv.is_contiguous(memory_format=torch.channels_last) is expected
+    assert all(bool(torch.isfinite(p).all()) for p in model.parameters())

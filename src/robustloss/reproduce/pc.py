@@ -556,11 +556,11 @@ PC_TABLE1 = Recipe(
            "paper": "MNIST with the paper's recipe (T = 50: 100 epochs each), all 10,000 test images; plus CE and "
                     "PC on KMNIST and Fashion-MNIST (LeNet-5, T = 50) and CIFAR-10 and SVHN (ResNet-56 in place of "
                     "VGG-13, T = 150) from your files (--data-dir)"},
-    times={"smoke": "measured 20-45 s", "cpu": "measured 68 min of CPU work with one thread on the loaded 2-core "
-                                               "machine: 37 min of training (166-570 s per model, 8-50 s per epoch) "
-                                               "and 31 min of attacks and diagnostics (2-8 min per model; C&W is "
-                                               "half of it); 41 min of wall time with training and attacks in "
-                                               "parallel",
+    times={"smoke": "measured 20-45 s", "cpu": "measured 15 min (915 s) with four of the six models trained "
+                                               "(AVX-512 CPU, 2 threads); on the loaded AVX2 machine before: 68 min "
+                                               "of CPU work with one thread, 37 min of training (166-570 s per "
+                                               "model) and 31 min of attacks and diagnostics (C&W is half of it), "
+                                               "41 min of wall time with training and attacks in parallel",
            "paper": "estimated ~3 h of training on one CPU thread (600 epochs at ~15 s) plus ~5 h of attacks on "
                     "10,000 points for MNIST alone (about 30 min on a GPU); each of KMNIST and Fashion-MNIST (2 models) "
                     "about a third of that; CIFAR-10 and SVHN (2 x 300 ResNet-56 epochs each): ~4-6 GPU hours each "
@@ -1224,9 +1224,9 @@ PC_TABLE2 = Recipe(
            "cpu": "MNIST, LeNet-5 with feature ReLU, CE / GCE / PC (T = 8), 500 test points, the paper's attacks "
                   "(C&W 1000 iterations) and the strongest ensemble",
            "paper": "MNIST, T = 50, all 10,000 test images (CIFAR-10 with ResNet-56: not run)"},
-    times={"smoke": "measured ~5-20 s", "cpu": "estimated ~50 min (GCE: ~4-8 min training, ~6 min of attacks; "
-                                               "C&W-1000 on 100 points ~10 min per model; CE and PC shared with "
-                                               "pc-table1)",
+    times={"smoke": "measured ~5-20 s", "cpu": "measured 13 min (787 s) with CE and GCE trained and PC from "
+                                               "pc-table5's cache (one thread beside another reproduction, AVX-512 "
+                                               "CPU); CE and PC are shared with pc-table1",
            "paper": "estimated ~2 h on one CPU thread plus attacks"},
     run=_table2_run)
 
@@ -1237,9 +1237,9 @@ PC_TABLE3 = Recipe(
            "cpu": "MNIST, CE / PC (T = 8) and a cnn3 substitute (16 epochs), 500 test points, SPSA 40 steps x 128",
            "paper": "MNIST, T = 50, all 10,000 test images; plus KMNIST and Fashion-MNIST (cnn3 substitute) and "
                     "CIFAR-10 and SVHN (ResNet-56 targets and a ResNet-56 substitute) from your files (--data-dir)"},
-    times={"smoke": "measured ~4-15 s", "cpu": "estimated ~35 min after pc-table1 (the cnn3 substitute: measured 49-95 "
-                                               "s per epoch on the loaded machine, ~20 min; transfer ~2 min and SPSA "
-                                               "~5 min per model)",
+    times={"smoke": "measured ~4-15 s", "cpu": "measured 16 min (949 s) with the cnn3 substitute trained and CE / "
+                                               "PC cached (one thread beside another reproduction, AVX-512 CPU); on "
+                                               "the earlier, loaded AVX2 machine the substitute alone took ~20 min",
            "paper": "estimated ~3 h on one CPU thread after pc-table1 --scale paper for MNIST; the other datasets "
                     "add one substitute each (CIFAR-10, SVHN: a 300-epoch ResNet-56, ~2-3 GPU hours) and their "
                     "attacks (estimates, not run)"},
@@ -1253,8 +1253,9 @@ PC_TABLE5 = Recipe(
                   "attacks, SPSA 0.3 and the strongest ensemble",
            "paper": "MNIST, T = 50, all 10,000 test images; plus KMNIST and Fashion-MNIST from your files "
                     "(--data-dir); CIFAR-10 with PGD-5 AT: not run"},
-    times={"smoke": "measured ~6-20 s", "cpu": "estimated ~70 min (3 AT models x 16 epochs at ~3x a plain epoch: "
-                                               "one FGSM gradient plus a doubled batch; ~8 min of attacks each)",
+    times={"smoke": "measured ~6-20 s", "cpu": "measured 40 min (2393 s) from an empty run cache: 3 AT models and "
+                                               "PC trained, attacks and diagnostics (one thread beside another "
+                                               "reproduction, AVX-512 CPU)",
            "paper": "estimated ~5 h on one CPU thread for MNIST, as much again for each of KMNIST and "
                     "Fashion-MNIST (estimates, not run)"},
     run=_table5_run)

@@ -256,9 +256,9 @@ PC_FIG3 = Recipe(
            "cpu": "MNIST, pc-table1's cpu CE and PC models (T = 8, shared run cache), 2,000 test points, FGSM eps 0.3, "
                   "t-SNE of clean + successful adversarial features",
            "paper": "MNIST, pc-table1's paper-scale CE and PC models (T = 50), 5,000 test points"},
-    times={"smoke": "measured ~10 s", "cpu": "measured 268 s with pc-table1's CE and PC runs cached (two t-SNEs of "
-                                             "3,230 and 3,528 points on one thread, loaded 2-core machine); training "
-                                             "those two runs first: measured 17 min (two processes in parallel, "
-                                             "15-80 s per epoch)",
+    times={"smoke": "measured ~10 s", "cpu": "measured 27 s (AVX-512 CPU, quiet) and 268 s (loaded AVX2 "
+                                             "machine) with pc-table1's CE and PC runs cached (two t-SNEs of "
+                                             "~3,000-3,500 points on one thread); training those two runs first: "
+                                             "measured 17 min (two processes in parallel, loaded AVX2 machine)",
            "paper": "~10 min after pc-table1 --scale paper (two t-SNEs of ~6,000-8,000 points)"},
     run=_fig3_run)

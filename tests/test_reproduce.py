@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import torch
 
 from robustloss.cli import main
 from robustloss.reproduce import ALIASES, RECIPES, list_recipes, reproduce, reproduce_all, resolve
@@ -24,9 +25,12 @@ pytest.importorskip("matplotlib")
 def _check_outputs(out: Path, name: str, scale: str) -> tuple[str, dict[str, Any]]:
     report, results = check_recipe_outputs(out, name, scale)
     for key in ("recipe", "experiments", "scale", "wall_time_s", "claims", "figures", "results", "deviations",
-                "diagnostics", "runs", "command"):
+                "diagnostics", "runs", "command", "cpu_capability"):
         assert key in results, key
     assert f"**Scale: `{scale}`**" in report
+    # the kernels float results depend on, named in the report and stored
+    assert results["cpu_capability"] == torch.backends.cpu.get_cpu_capability()
+    assert f"CPU kernels {results['cpu_capability']}" in report
     return report, results
 
 

@@ -373,7 +373,9 @@ def run_recipe(recipe: Recipe, ctx: Context) -> dict[str, Any]:
                                                                  if ctx.scale == "smoke" else ""), ""]
     header += [f"Command: `{command}`. Wall time of this invocation: {wall:.0f} s "
                f"(cached training runs and evaluations are reused, not counted again). "
-               f"torch {torch.__version__}, {torch.get_num_threads()} thread(s), {platform.machine()}.", ""]
+               f"torch {torch.__version__}, {torch.get_num_threads()} thread(s), {platform.machine()}, "
+               f"CPU kernels {torch.backends.cpu.get_cpu_capability()} (float results, and on AVX-512 the default "
+               "weight layout, depend on them).", ""]
     body = "\n".join(header) + "\n" + "\n".join(s.rstrip() + "\n" for s in outcome.sections)
     for extra in (deviations_section(outcome.deviations), diagnostics_section(outcome.diagnostics)):
         if extra:
@@ -385,6 +387,7 @@ def run_recipe(recipe: Recipe, ctx: Context) -> dict[str, Any]:
                "paper": None if recipe.paper is None else recipe.paper.title, "scale": ctx.scale,
                "plan": recipe.plans[ctx.scale], "command": command, "wall_time_s": round(wall, 1),
                "torch": torch.__version__, "threads": torch.get_num_threads(),
+               "cpu_capability": torch.backends.cpu.get_cpu_capability(),
                "runs": sorted(set(ctx.trained)), "figures": list(ctx.figures),
                "deviations": [{"aspect": a, "paper": p, "ours": o} for a, p, o in outcome.deviations],
                "diagnostics": outcome.diagnostics, "claims": verdicts, "results": outcome.results}

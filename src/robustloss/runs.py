@@ -37,7 +37,7 @@ from torch import nn
 
 from robustloss import datasets, distributed, external
 from robustloss.attacks.transfer import MODEL_OPTIONS
-from robustloss.classifier import Classifier
+from robustloss.classifier import Classifier, eval_mode
 from robustloss.device import apply_channels_last, resolve_channels_last, resolve_device
 from robustloss.distributed import World
 from robustloss.errors import UserError, check_int, unknown_choice
@@ -398,6 +398,9 @@ def evaluate_external(spec: ExternalSpec, suite: list[AttackSpec], *, dataset: s
     model = external.load_external(spec, x[:8], "cpu")
     w, dev = distributed.setup(resolve_device(device), backend)
     model = model.to(dev)
+    if channels_last:   # asked for: an unknown module may not run channels-last (our backbones do)
+        apply_channels_last(model, True)
+        _check_runs_channels_last(model, x[:2].to(dev))
     about: dict[str, Any] = {"model": external.describe(spec), "dataset": dataset}
     card = {"dataset": dataset, "model": spec.target, "objective": None}
     return _evaluate_model(model, x, y, suite, w, dev, lock_dir=out_dir, out_dir=out_dir, name=name, n=n,
@@ -450,7 +453,7 @@ def _check_runs_channels_last(model: nn.Module, x: torch.Tensor) -> None:
     channels-last outputs; the user should hear that in one line, before anything is written.
     """
     try:
-        with torch.no_grad():
+        with eval_mode(model), torch.no_grad():   # no batch-norm statistics updated by the probe
             model(x)
     except RuntimeError as err:
         reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
@@ -475,8 +478,6 @@ def _evaluate_model(model: nn.Module, x: torch.Tensor, y: torch.Tensor, suite: l
     """
     layout = resolve_channels_last(channels_last, dev, model)
     apply_channels_last(model, layout)
-    if layout:
-        _check_runs_channels_last(model, x[:2].to(dev))
     models = substitute_models(suite, str(dev))
     for index, spec in enumerate(suite):   # a bad spec fails here, before anything is written
         build_attack(model, spec, seed + index, models)

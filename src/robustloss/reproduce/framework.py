@@ -285,7 +285,8 @@ def robustness_panels(fig: Any, axes: Any, paper_attack: str, ylabel: str, title
         ax.set_xlabel("L-inf eps")
         ax.grid(alpha=0.3)
     axes[0].set_ylabel(ylabel)
-    axes[1].legend(fontsize=7, loc="upper right")
+    # beside the panels, not on them: with many models a legend inside hides the curves it names
+    axes[1].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0)
     fig.suptitle(title)
 
 

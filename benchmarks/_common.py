@@ -16,7 +16,7 @@ import statistics
 import tempfile
 import time
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, TypeAlias
 
 import torch
 import torch.nn.functional as F
@@ -66,7 +66,7 @@ def malloc_tune() -> bool:
 
 #: interleaved timing (AB, BA, ...) lives in the package, shared with the reproduction recipes
 interleaved = timing.interleaved
-Times = timing.Times
+Times: TypeAlias = timing.Times
 
 
 def med(values: Sequence[float]) -> float:
